@@ -1,0 +1,151 @@
+"""Per-device presence: evidence per fix in, enter / exit / dwell out, without flapping.
+
+Evidence for a zone comes from the spatial index: *inside* (deeper than the enter margin, or the
+accuracy circle wholly inside), *band* (within the exit halo but not inside enough), or absent
+(outside the halo). The band is the hysteresis: it neither enters nor exits, and it resets a pending
+transition. Time is the device's clock (seconds since the epoch), so replayed or batched fixes give
+the same events as live ones.
+
+Rules, per zone:
+- enter: inside evidence from fixes with accuracy <= max_accuracy_m, continuously for
+  enter_debounce_s; the event is dated at the first inside fix.
+- exit: absent evidence continuously for exit_debounce_s; dated at the first absent fix; carries the
+  time spent inside.
+- dwell: once per visit, on the first fix at least dwell_s after the enter.
+- fixes worse than max_accuracy_m neither advance nor reset anything for that zone: a noisy fix can
+  neither create a visit nor end one (a silent device is ended by ``expire``).
+- a fix not newer than the last accepted one is dropped before anything else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class EventKind(StrEnum):
+    ENTER = "enter"
+    EXIT = "exit"
+    DWELL = "dwell"
+
+
+_ORDER = {EventKind.EXIT: 0, EventKind.ENTER: 1, EventKind.DWELL: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceSettings:
+    enter_margin_m: float
+    exit_margin_m: float
+    enter_debounce_s: float
+    exit_debounce_s: float
+    dwell_s: float | None
+    max_accuracy_m: float
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceEvent:
+    kind: EventKind
+    zone_id: int
+    at: float  # device time the transition happened (first evidence), seconds since the epoch
+    duration_s: float | None = None  # exit: time inside; dwell: time inside when it fired
+    reason: str | None = None  # exit only: "left", "timeout", "zone_removed"
+
+
+@dataclass(slots=True)
+class ZonePresence:
+    inside: bool
+    since: float | None = None  # enter time while inside
+    pending: float | None = None  # first fix of a not yet confirmed transition
+    dwell_fired: bool = False
+
+
+@dataclass(slots=True)
+class DeviceState:
+    last_ts: float | None = None
+    zones: dict[int, ZonePresence] = field(default_factory=dict)
+
+    def clone(self) -> DeviceState:
+        return DeviceState(
+            self.last_ts,
+            {z: ZonePresence(p.inside, p.since, p.pending, p.dwell_fired) for z, p in self.zones.items()},
+        )
+
+    def inside_zones(self) -> list[int]:
+        return [z for z, p in self.zones.items() if p.inside]
+
+
+def observe(
+    state: DeviceState,
+    ts: float,
+    accuracy_m: float,
+    evidence: Mapping[int, bool],
+    settings: Mapping[int, PresenceSettings],
+) -> list[PresenceEvent] | None:
+    """Apply one fix to ``state`` in place; the events it caused, or None if the fix is stale."""
+    if state.last_ts is not None and ts <= state.last_ts:
+        return None
+    state.last_ts = ts
+    zones = state.zones
+    if not zones and not evidence:
+        return []
+    events: list[PresenceEvent] = []
+    for zone_id in set(zones).union(evidence):
+        s = settings.get(zone_id)
+        p = zones.get(zone_id)
+        if s is None:  # zone deleted or deactivated since the device entered it
+            if p is not None and p.inside:
+                events.append(_exit(zone_id, p, ts, "zone_removed"))
+            zones.pop(zone_id, None)
+            continue
+        if accuracy_m > s.max_accuracy_m:
+            if p is not None and p.inside:
+                _maybe_dwell(zone_id, p, ts, s, events)
+            continue
+        inside = evidence.get(zone_id)  # True inside, False band, None outside the halo
+        if p is None or not p.inside:
+            if inside:
+                start = p.pending if p is not None and p.pending is not None else ts
+                if ts - start >= s.enter_debounce_s:
+                    p = zones[zone_id] = ZonePresence(True, since=start)
+                    events.append(PresenceEvent(EventKind.ENTER, zone_id, start))
+                    _maybe_dwell(zone_id, p, ts, s, events)
+                else:
+                    zones[zone_id] = ZonePresence(False, pending=start)
+            elif p is not None:
+                del zones[zone_id]
+            continue
+        if inside is None:
+            if p.pending is None:
+                p.pending = ts
+            if ts - p.pending >= s.exit_debounce_s:
+                events.append(_exit(zone_id, p, p.pending, "left"))
+                del zones[zone_id]
+                continue
+        else:
+            p.pending = None
+        _maybe_dwell(zone_id, p, ts, s, events)
+    if len(events) > 1:
+        events.sort(key=lambda e: (_ORDER[e.kind], e.at, e.zone_id))
+    return events
+
+
+def expire(state: DeviceState, reason: str = "timeout") -> list[PresenceEvent]:
+    """End every visit of a device that went silent; dated at its last accepted fix."""
+    at = state.last_ts if state.last_ts is not None else 0.0
+    events = [_exit(z, p, at, reason) for z, p in state.zones.items() if p.inside]
+    state.zones.clear()
+    return events
+
+
+def _exit(zone_id: int, p: ZonePresence, at: float, reason: str) -> PresenceEvent:
+    since = p.since if p.since is not None else at
+    return PresenceEvent(EventKind.EXIT, zone_id, at, max(0.0, at - since), reason)
+
+
+def _maybe_dwell(zone_id: int, p: ZonePresence, ts: float, s: PresenceSettings, out: list[PresenceEvent]) -> None:
+    if s.dwell_s is None or p.dwell_fired or p.since is None:
+        return
+    if ts - p.since >= s.dwell_s:
+        p.dwell_fired = True
+        out.append(PresenceEvent(EventKind.DWELL, zone_id, ts, ts - p.since))
