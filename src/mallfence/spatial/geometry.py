@@ -117,7 +117,7 @@ def parse_zone_geometry(geometry: Any, radius_m: float | None = None) -> BaseGeo
         return Point(pos)
     else:
         raise GeometryProblems(
-            [Problem(("type",), f"unsupported geometry type {kind!r}: use Polygon, MultiPolygon or Point with radius_m")]
+            [Problem(("type",), f"unsupported geometry type {kind!r}: use Polygon, MultiPolygon, or Point + radius_m")]
         )
     if problems or geom is None:
         raise GeometryProblems(problems)

@@ -222,19 +222,3 @@ class VenueIndex:
     ) -> Hits:
         """Presence evidence per point: zones whose halo covers it, with ``inside`` per pair."""
         return self._run(lons, lats, floors, accuracy, with_inside=True)
-
-
-class IndexRegistry:
-    """The current VenueIndex of every venue. A rebuild replaces the reference; readers never block."""
-
-    def __init__(self) -> None:
-        self._by_venue: dict[int, VenueIndex] = {}
-
-    def get(self, venue_id: int) -> VenueIndex | None:
-        return self._by_venue.get(venue_id)
-
-    def swap(self, venue_id: int, index: VenueIndex | None) -> None:
-        if index is None:
-            self._by_venue.pop(venue_id, None)
-        else:
-            self._by_venue[venue_id] = index

@@ -1,0 +1,150 @@
+"""Command line: mallfence serve | demo | db upgrade | zones import / export."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from mallfence import migrate
+from mallfence.config import Settings
+from mallfence.db import make_engine, make_session_factory, transaction
+from mallfence.errors import DomainError, Invalid, NotFound
+from mallfence.venues import geojson, schemas
+from mallfence.venues import service as venue_service
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "database_url", None):
+        overrides["database_url"] = args.database_url
+    return Settings(**overrides)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from mallfence.main import create_app
+
+    settings = _settings(args)
+    host = args.host or settings.host
+    port = args.port or settings.port
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level,
+                ws_max_size=1 << 20)
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    migrate.upgrade(make_engine(settings.database_url))
+    print(f"database at {settings.database_url} is up to date")
+    return 0
+
+
+def import_file(settings: Settings, path: Path, slug: str | None, prune: bool = False) -> schemas.ImportSummary:
+    """Import a venue file into the database, creating the venue from its ``venue`` member if needed."""
+    collection = json.loads(path.read_text())
+    meta = collection.get("venue") if isinstance(collection, dict) else None
+    slug = slug or (meta or {}).get("slug")
+    if not slug:
+        raise NotFound("no --venue given and the file has no venue.slug")
+    engine = make_engine(settings.database_url)
+    migrate.upgrade(engine)
+    with transaction(make_session_factory(engine)) as session:
+        try:
+            venue = venue_service.get_venue(session, slug=slug)
+        except NotFound:
+            if not isinstance(meta, dict):
+                raise NotFound(f"venue {slug!r} does not exist and the file has no 'venue' to create it") from None
+            data = schemas.VenueCreate.model_validate({**meta, "slug": slug})
+            venue = venue_service.create_venue(session, data=data)
+        return geojson.import_collection(session, venue=venue, collection=collection, prune=prune)
+
+
+def cmd_zones_import(args: argparse.Namespace) -> int:
+    try:
+        summary = import_file(_settings(args), Path(args.file), args.venue, args.prune)
+    except Invalid as exc:
+        print(f"import refused, nothing was stored ({len(exc.issues)} problem(s)):", file=sys.stderr)
+        for issue in exc.issues:
+            print(f"  {'.'.join(map(str, issue.loc))}: {issue.msg}", file=sys.stderr)
+        return 2
+    except (DomainError, ValidationError, json.JSONDecodeError, OSError) as exc:
+        print(f"import refused: {exc}", file=sys.stderr)
+        return 2
+    print(summary.model_dump_json())
+    return 0
+
+
+def cmd_zones_export(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    engine = make_engine(settings.database_url)
+    with make_session_factory(engine)() as session:
+        try:
+            venue = venue_service.get_venue(session, slug=args.venue)
+        except NotFound as exc:
+            print(exc.message, file=sys.stderr)
+            return 2
+        collection = geojson.export_collection(session, venue=venue)
+    text = json.dumps(collection, indent=1)
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        print(text)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mallfence.demo import run_demo
+
+    return run_demo(shoppers=args.shoppers, speedup=args.speedup, seed=args.seed, venue_file=args.venue_file,
+                    duration_s=args.duration)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mallfence", description=__doc__)
+    p.add_argument("--database-url", help="overrides MALLFENCE_DATABASE_URL")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the API server")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=cmd_serve)
+
+    demo = sub.add_parser("demo", help="sample mall + simulated shoppers on the embedded database")
+    demo.add_argument("--shoppers", type=int, default=6)
+    demo.add_argument("--speedup", type=float, default=30.0, help="simulated seconds per wall second")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--venue-file", default="zones/harbourside-mall.geojson")
+    demo.add_argument("--duration", type=float, default=None, help="stop after this many wall seconds")
+    demo.set_defaults(func=cmd_demo)
+
+    db = sub.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="apply pending migrations").set_defaults(func=cmd_db_upgrade)
+
+    zones = sub.add_parser("zones", help="import / export venue maps (GeoJSON)")
+    z_sub = zones.add_subparsers(dest="zones_command", required=True)
+    imp = z_sub.add_parser("import", help="upsert a GeoJSON FeatureCollection into a venue (all or nothing)")
+    imp.add_argument("file")
+    imp.add_argument("--venue", help="venue slug (default: the file's venue.slug)")
+    imp.add_argument("--prune", action="store_true", help="delete zones whose external_id is not in the file")
+    imp.set_defaults(func=cmd_zones_import)
+    exp = z_sub.add_parser("export", help="write a venue as GeoJSON")
+    exp.add_argument("--venue", required=True)
+    exp.add_argument("--output", "-o")
+    exp.set_defaults(func=cmd_zones_export)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

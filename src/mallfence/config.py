@@ -1,0 +1,41 @@
+"""The one place configuration is read: MALLFENCE_* environment variables, validated at start."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MALLFENCE_", env_file=None, extra="ignore")
+
+    # SQLite file by default so a newcomer needs no server; PostgreSQL+PostGIS in production.
+    database_url: str = "sqlite:///./var/mallfence.db"
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    log_level: str = "info"
+    # Apply pending migrations at start; turn off where deploys run `mallfence db upgrade` themselves.
+    auto_migrate: bool = True
+
+    # Ingest limits: a batch is one HTTP request or one websocket message.
+    max_batch_fixes: int = Field(500, ge=1, le=10_000)
+    # Device clocks drift; further ahead than this is a broken clock, not drift.
+    max_future_skew_s: float = Field(300.0, ge=0)
+    # Apps upload fixes queued while offline; older than this is not worth replaying.
+    max_fix_age_s: float = Field(24 * 3600.0, gt=0)
+    # A fix further than this from the venue anchor is not about this venue (swapped lat/lon, wrong venue).
+    max_venue_distance_m: float = Field(5_000.0, gt=0)
+    # A device silent for this long has left: its open visits are closed with reason "timeout".
+    presence_timeout_s: float = Field(900.0, gt=0)
+    presence_sweep_interval_s: float = Field(30.0, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        if not (v.startswith("sqlite") or v.startswith("postgresql")):
+            raise ValueError("database_url must be a sqlite:// or postgresql:// URL")
+        return v
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith("postgresql")

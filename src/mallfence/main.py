@@ -1,0 +1,93 @@
+"""The FastAPI application: ``create_app(settings)`` wires the runtime and the routers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
+
+from mallfence import errors, migrate
+from mallfence.config import Settings
+from mallfence.db import make_engine, make_session_factory
+from mallfence.devices.router import router as devices_router
+from mallfence.presence.store import InMemoryStateStore
+from mallfence.runtime import Runtime
+from mallfence.tracking import service as tracking_service
+from mallfence.tracking.hub import Hub
+from mallfence.tracking.router import router as tracking_router
+from mallfence.venues.router import router as venues_router
+from mallfence.venues.snapshot import SnapshotRegistry
+
+log = logging.getLogger("mallfence")
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    engine = make_engine(settings.database_url)
+    if settings.auto_migrate:
+        migrate.upgrade(engine)
+    sessions = make_session_factory(engine)
+    snapshots = SnapshotRegistry(sessions)
+    snapshots.load_all()
+    return Runtime(settings=settings, engine=engine, sessions=sessions, snapshots=snapshots,
+                   states=InMemoryStateStore(), hub=Hub())
+
+
+async def _sweep(rt: Runtime) -> None:
+    """Close visits of devices that went silent, every ``presence_sweep_interval_s``."""
+    while True:
+        await asyncio.sleep(rt.settings.presence_sweep_interval_s)
+        try:
+            await run_in_threadpool(tracking_service.expire_silent, rt)
+        except Exception:  # the next sweep retries; a sweep must never kill the server
+            log.exception("presence sweep failed")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = await run_in_threadpool(build_runtime, settings)
+        rt.hub.bind(asyncio.get_running_loop())
+        app.state.runtime = rt
+        sweeper = asyncio.create_task(_sweep(rt))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            rt.engine.dispose()
+
+    app = FastAPI(
+        title="mallfence",
+        version="0.1.0",
+        summary="Geofencing for shopping malls: zones in, positions in, enter / exit / dwell out.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(_request: Request, _exc: IntegrityError) -> JSONResponse:
+        # Two writers raced on a unique key; the loser's transaction was rolled back whole.
+        return JSONResponse({"detail": "conflicts with data written at the same time; retry"}, status_code=409)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz(request: Request) -> JSONResponse:
+        rt: Runtime = request.app.state.runtime
+        try:
+            with rt.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:  # report, do not raise: this is what the load balancer reads
+            return JSONResponse({"status": "unavailable", "database": type(exc).__name__}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    app.include_router(venues_router)
+    app.include_router(devices_router)
+    app.include_router(tracking_router)
+    return app

@@ -1,0 +1,44 @@
+"""Where device presence states live between fixes: in process (one replica)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from mallfence.presence.machine import DeviceState
+
+_STRIPES = 256
+
+
+class InMemoryStateStore:
+    """Device states in a dict, with striped locks so one device's fixes are applied in order."""
+
+    def __init__(self) -> None:
+        self._states: dict[str, DeviceState] = {}
+        self._seen: dict[str, float] = {}  # server monotonic time of the last accepted fix
+        self._locks = [threading.Lock() for _ in range(_STRIPES)]
+
+    @contextmanager
+    def locked(self, device_id: str) -> Iterator[None]:
+        with self._locks[hash(device_id) % _STRIPES]:
+            yield
+
+    def get(self, device_id: str) -> DeviceState:
+        """A copy of the device's state, safe to change before deciding to keep it."""
+        state = self._states.get(device_id)
+        return state.clone() if state is not None else DeviceState()
+
+    def put(self, device_id: str, state: DeviceState) -> None:
+        self._states[device_id] = state
+        self._seen[device_id] = time.monotonic()
+
+    def silent_since(self, seconds: float) -> list[str]:
+        """Devices with open visits that sent nothing for ``seconds``."""
+        cutoff = time.monotonic() - seconds
+        return [d for d, t in list(self._seen.items()) if t < cutoff and self._states[d].zones]
+
+    def forget(self, device_id: str) -> None:
+        self._states.pop(device_id, None)
+        self._seen.pop(device_id, None)

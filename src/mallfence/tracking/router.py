@@ -1,0 +1,111 @@
+"""Fixes in over HTTP batches and a websocket stream; events out on both."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
+from pydantic import TypeAdapter, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from mallfence.deps import CurrentDevice, RuntimeDep, SessionDep, bearer_token
+from mallfence.devices import service as device_service
+from mallfence.devices.models import Device
+from mallfence.errors import DomainError, Invalid, NotFound
+from mallfence.runtime import Runtime
+from mallfence.tracking import service
+from mallfence.tracking.schemas import EventOut, IngestOut, PositionsIn, WsClientMessage, WsFix, WsPing, ws_message
+
+router = APIRouter(prefix="/v1/devices", tags=["tracking"])
+
+CLOSE_BAD_TOKEN = 4401
+CLOSE_UNKNOWN_DEVICE = 4404
+_client_message: TypeAdapter[Any] = TypeAdapter(WsClientMessage)
+
+
+@router.post("/{device_id}/positions", response_model=IngestOut)
+def post_positions(body: PositionsIn, device: CurrentDevice, rt: RuntimeDep) -> IngestOut:
+    return service.ingest(rt, device=device, fixes=body.fixes)
+
+
+@router.get("/{device_id}/events", response_model=list[EventOut])
+def list_events(
+    device: CurrentDevice, s: SessionDep,
+    after_id: Annotated[int, Query(ge=0, description="only events with a larger id")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[EventOut]:
+    return service.list_events(s, device=device, after_id=after_id, limit=limit)
+
+
+def _authenticate(rt: Runtime, device_id: str, token: str | None) -> Device:
+    with rt.sessions() as session:
+        return device_service.authenticate(session, device_id=device_id, token=token)
+
+
+def _problem(exc: ValidationError | DomainError) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
+    return exc.message
+
+
+@router.websocket("/{device_id}/stream")
+async def stream(websocket: WebSocket, device_id: str, token: str | None = None) -> None:
+    """Upstream: fix / fixes / ping messages. Downstream: hello, receipt, event, pong, error."""
+    rt: Runtime = websocket.app.state.runtime
+    await websocket.accept()
+    try:
+        device = await run_in_threadpool(
+            _authenticate, rt, device_id, bearer_token(websocket.headers.get("authorization")) or token
+        )
+    except NotFound as exc:
+        await websocket.close(CLOSE_UNKNOWN_DEVICE, exc.message[:120])
+        return
+    except DomainError as exc:
+        await websocket.close(CLOSE_BAD_TOKEN, exc.message[:120])
+        return
+    queue = rt.hub.subscribe(device.id)
+    sender = asyncio.create_task(_send_loop(websocket, queue))
+    try:
+        # Every outgoing message goes through the queue, so one task writes to the socket.
+        queue.put_nowait(ws_message("hello", device_id=device.id, venue_id=device.venue_id))
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            queue.put_nowait(await _handle(rt, device, message.get("text")))
+    except WebSocketDisconnect:
+        pass
+    finally:
+        rt.hub.unsubscribe(device.id, queue)
+        sender.cancel()
+
+
+async def _send_loop(websocket: WebSocket, queue: asyncio.Queue[dict[str, Any]]) -> None:
+    while True:
+        message = await queue.get()
+        try:
+            await websocket.send_json(message)
+        except (WebSocketDisconnect, RuntimeError):
+            return
+
+
+async def _handle(rt: Runtime, device: Device, text: str | None) -> dict[str, Any]:
+    """The reply to one client message; a bad message gets an error reply, never a closed socket."""
+    if text is None:
+        return ws_message("error", code="expected_text", detail="send JSON text frames, not binary")
+    try:
+        message = _client_message.validate_python(json.loads(text))
+    except json.JSONDecodeError as exc:
+        return ws_message("error", code="invalid_json", detail=f"message is not JSON: {exc.msg} at {exc.pos}")
+    except ValidationError as exc:
+        return ws_message("error", code="invalid_message", detail=_problem(exc))
+    if isinstance(message, WsPing):
+        return ws_message("pong")
+    fixes = [message] if isinstance(message, WsFix) else message.fixes
+    try:
+        result = await run_in_threadpool(service.ingest, rt, device=device, fixes=fixes)
+    except Invalid as exc:
+        return ws_message("error", code="invalid_fix", detail=_problem(exc))
+    return ws_message("receipt", accepted=result.accepted, dropped=[d.model_dump() for d in result.dropped])

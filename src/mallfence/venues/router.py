@@ -1,0 +1,154 @@
+"""Operator API: venues, levels, zones, stores, GeoJSON import/export."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Response, status
+
+from mallfence.db import transaction
+from mallfence.deps import RuntimeDep, SessionDep, write_venue
+from mallfence.venues import geojson, schemas
+from mallfence.venues import service as svc
+
+router = APIRouter(prefix="/v1/venues", tags=["venues"])
+NO_CONTENT = Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("", status_code=201, response_model=schemas.VenueOut)
+def create_venue(body: schemas.VenueCreate, rt: RuntimeDep) -> schemas.VenueOut:
+    with transaction(rt.sessions) as s:
+        venue = svc.create_venue(s, data=body)
+        out = svc.venue_out(s, venue=venue)
+    rt.snapshots.rebuild(venue.id)
+    return out
+
+
+@router.get("", response_model=list[schemas.VenueOut])
+def list_venues(s: SessionDep) -> list[schemas.VenueOut]:
+    return [svc.venue_out(s, venue=v) for v in svc.list_venues(s)]
+
+
+@router.get("/{slug}", response_model=schemas.VenueOut)
+def get_venue(slug: str, s: SessionDep) -> schemas.VenueOut:
+    return svc.venue_out(s, venue=svc.get_venue(s, slug=slug))
+
+
+@router.patch("/{slug}", response_model=schemas.VenueOut)
+def update_venue(slug: str, body: schemas.VenueUpdate, rt: RuntimeDep) -> schemas.VenueOut:
+    return write_venue(rt, slug, lambda s, v: svc.venue_out(s, venue=svc.update_venue(s, venue=v, data=body)))
+
+
+@router.delete("/{slug}", status_code=204)
+def delete_venue(slug: str, rt: RuntimeDep) -> Response:
+    write_venue(rt, slug, lambda s, v: svc.delete_venue(s, venue=v))
+    return NO_CONTENT
+
+
+# -- levels -------------------------------------------------------------------------------------
+@router.post("/{slug}/levels", status_code=201, response_model=schemas.LevelOut)
+def create_level(slug: str, body: schemas.LevelIn, rt: RuntimeDep) -> schemas.LevelOut:
+    return write_venue(rt, slug, lambda s, v: schemas.LevelOut.model_validate(svc.create_level(s, venue=v, data=body)))
+
+
+@router.get("/{slug}/levels", response_model=list[schemas.LevelOut])
+def list_levels(slug: str, s: SessionDep) -> list[schemas.LevelOut]:
+    return [schemas.LevelOut.model_validate(lv) for lv in svc.get_venue(s, slug=slug).levels]
+
+
+@router.put("/{slug}/levels/{ordinal}", response_model=schemas.LevelOut)
+def update_level(slug: str, ordinal: int, body: schemas.LevelIn, rt: RuntimeDep) -> schemas.LevelOut:
+    def change(s, v):
+        return schemas.LevelOut.model_validate(svc.update_level(s, level=svc.get_level(s, venue=v, ordinal=ordinal),
+                                                                data=body))
+    return write_venue(rt, slug, change)
+
+
+@router.delete("/{slug}/levels/{ordinal}", status_code=204)
+def delete_level(slug: str, ordinal: int, rt: RuntimeDep) -> Response:
+    write_venue(rt, slug, lambda s, v: svc.delete_level(s, level=svc.get_level(s, venue=v, ordinal=ordinal)))
+    return NO_CONTENT
+
+
+# -- zones --------------------------------------------------------------------------------------
+@router.post("/{slug}/zones", status_code=201, response_model=schemas.ZoneOut)
+def create_zone(slug: str, body: schemas.ZoneIn, rt: RuntimeDep) -> schemas.ZoneOut:
+    def change(s, v):
+        zone = svc.create_zone(s, venue=v, data=body)
+        s.refresh(zone)
+        return svc.zone_out(zone)
+    return write_venue(rt, slug, change)
+
+
+@router.get("/{slug}/zones", response_model=list[schemas.ZoneOut])
+def list_zones(
+    slug: str, s: SessionDep, level: int | None = None, kind: schemas.ZoneKind | None = None,
+    tag: Annotated[str | None, Query(max_length=100)] = None, active: bool | None = None,
+) -> list[schemas.ZoneOut]:
+    venue = svc.get_venue(s, slug=slug)
+    return [svc.zone_out(z) for z in svc.list_zones(s, venue=venue, level=level, kind=kind, tag=tag, active=active)]
+
+
+@router.get("/{slug}/zones/{zone_id}", response_model=schemas.ZoneOut)
+def get_zone(slug: str, zone_id: int, s: SessionDep) -> schemas.ZoneOut:
+    return svc.zone_out(svc.get_zone(s, venue=svc.get_venue(s, slug=slug), zone_id=zone_id))
+
+
+@router.patch("/{slug}/zones/{zone_id}", response_model=schemas.ZoneOut)
+def update_zone(slug: str, zone_id: int, body: schemas.ZoneUpdate, rt: RuntimeDep) -> schemas.ZoneOut:
+    def change(s, v):
+        zone = svc.update_zone(s, venue=v, zone=svc.get_zone(s, venue=v, zone_id=zone_id), data=body)
+        s.refresh(zone)
+        return svc.zone_out(zone)
+    return write_venue(rt, slug, change)
+
+
+@router.delete("/{slug}/zones/{zone_id}", status_code=204)
+def delete_zone(slug: str, zone_id: int, rt: RuntimeDep) -> Response:
+    write_venue(rt, slug, lambda s, v: svc.delete_zone(s, zone=svc.get_zone(s, venue=v, zone_id=zone_id)))
+    return NO_CONTENT
+
+
+@router.post("/{slug}/import", response_model=schemas.ImportSummary)
+def import_zones(
+    slug: str, rt: RuntimeDep,
+    collection: Annotated[dict[str, Any], Body(description="GeoJSON FeatureCollection (see zones/README.md)")],
+    prune: Annotated[bool, Query(description="delete zones whose external_id is not in the file")] = False,
+) -> schemas.ImportSummary:
+    return write_venue(rt, slug, lambda s, v: geojson.import_collection(s, venue=v, collection=collection,
+                                                                         prune=prune))
+
+
+@router.get("/{slug}/export")
+def export_zones(slug: str, s: SessionDep) -> dict[str, Any]:
+    return geojson.export_collection(s, venue=svc.get_venue(s, slug=slug))
+
+
+# -- stores -------------------------------------------------------------------------------------
+@router.post("/{slug}/stores", status_code=201, response_model=schemas.StoreRecord)
+def create_store(slug: str, body: schemas.StoreIn, rt: RuntimeDep) -> schemas.StoreRecord:
+    return write_venue(rt, slug, lambda s, v: svc.store_out(svc.create_store(s, venue=v, data=body)))
+
+
+@router.get("/{slug}/stores", response_model=list[schemas.StoreRecord])
+def list_stores(slug: str, s: SessionDep) -> list[schemas.StoreRecord]:
+    return [svc.store_out(st) for st in svc.list_stores(s, venue=svc.get_venue(s, slug=slug))]
+
+
+@router.get("/{slug}/stores/{store_id}", response_model=schemas.StoreRecord)
+def get_store(slug: str, store_id: int, s: SessionDep) -> schemas.StoreRecord:
+    return svc.store_out(svc.get_store(s, venue=svc.get_venue(s, slug=slug), store_id=store_id))
+
+
+@router.patch("/{slug}/stores/{store_id}", response_model=schemas.StoreRecord)
+def update_store(slug: str, store_id: int, body: schemas.StoreUpdate, rt: RuntimeDep) -> schemas.StoreRecord:
+    def change(s, v):
+        return svc.store_out(svc.update_store(s, venue=v, store=svc.get_store(s, venue=v, store_id=store_id),
+                                              data=body))
+    return write_venue(rt, slug, change)
+
+
+@router.delete("/{slug}/stores/{store_id}", status_code=204)
+def delete_store(slug: str, store_id: int, rt: RuntimeDep) -> Response:
+    write_venue(rt, slug, lambda s, v: svc.delete_store(s, store=svc.get_store(s, venue=v, store_id=store_id)))
+    return NO_CONTENT

@@ -1,0 +1,85 @@
+"""What tracking needs of a venue, built once per zone change and swapped in atomically.
+
+A snapshot is immutable: the zone index, the presence settings and the display facts of every active
+zone. A request takes the current snapshot once and uses it to the end, so an operator editing
+zones never blocks or half-changes a batch being matched.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from mallfence.presence.defaults import settings_for
+from mallfence.presence.machine import PresenceSettings
+from mallfence.spatial.index import VenueIndex, ZoneShape
+from mallfence.venues.models import Venue, Zone
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneInfo:
+    id: int
+    external_id: str | None
+    name: str
+    kind: str
+    level: int | None
+
+    def as_dict(self) -> dict[str, object]:
+        return {"id": self.id, "external_id": self.external_id, "name": self.name, "kind": self.kind,
+                "level": self.level}
+
+
+@dataclass(frozen=True, slots=True)
+class VenueSnapshot:
+    venue_id: int
+    slug: str
+    index: VenueIndex
+    settings: dict[int, PresenceSettings]
+    zones: dict[int, ZoneInfo]
+    levels: frozenset[int]
+
+
+def build_snapshot(session: Session, *, venue: Venue) -> VenueSnapshot:
+    """Read the venue's active zones and build its index."""
+    zones = list(session.scalars(select(Zone).where(Zone.venue_id == venue.id, Zone.active.is_(True))).unique())
+    shapes, settings, infos = [], {}, {}
+    for z in zones:
+        ordinal = z.level.ordinal if z.level is not None else None
+        s = settings_for(z.kind, z.presence)
+        settings[z.id] = s
+        infos[z.id] = ZoneInfo(z.id, z.external_id, z.name, z.kind, ordinal)
+        shapes.append(ZoneShape(z.id, ordinal, z.area, s.enter_margin_m, s.exit_margin_m))
+    return VenueSnapshot(
+        venue_id=venue.id, slug=venue.slug, index=VenueIndex(venue.anchor_lon, venue.anchor_lat, shapes),
+        settings=settings, zones=infos, levels=frozenset(lv.ordinal for lv in venue.levels),
+    )
+
+
+class SnapshotRegistry:
+    """The current snapshot of every venue. Readers take a reference; rebuilds replace it."""
+
+    def __init__(self, sessions: sessionmaker[Session]):
+        self._sessions = sessions
+        self._by_venue: dict[int, VenueSnapshot] = {}
+        self._rebuild_lock = threading.Lock()
+
+    def get(self, venue_id: int) -> VenueSnapshot | None:
+        return self._by_venue.get(venue_id)
+
+    def rebuild(self, venue_id: int) -> None:
+        """Re-read a venue after a committed change (serialised, so the last rebuild sees the last commit)."""
+        with self._rebuild_lock, self._sessions() as session:
+            venue = session.get(Venue, venue_id)
+            if venue is None:
+                self._by_venue.pop(venue_id, None)
+                return
+            self._by_venue[venue_id] = build_snapshot(session, venue=venue)
+
+    def load_all(self) -> None:
+        with self._sessions() as session:
+            ids = list(session.scalars(select(Venue.id)))
+        for venue_id in ids:
+            self.rebuild(venue_id)

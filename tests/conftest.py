@@ -1,0 +1,94 @@
+"""Shared fixtures: the app on SQLite and on PostgreSQL+PostGIS, with the same tests for both.
+
+PostGIS tests use a throwaway database created from MALLFENCE_TEST_PG_URL. They skip when no
+PostGIS is reachable, unless MALLFENCE_REQUIRE_POSTGIS=1 (set by .ci/run), where they fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from mallfence import migrate
+from mallfence.config import Settings
+from mallfence.db import make_engine
+from mallfence.main import create_app
+
+PG_URL = os.environ.get("MALLFENCE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+REQUIRE_POSTGIS = os.environ.get("MALLFENCE_REQUIRE_POSTGIS") == "1"
+TABLES = ("events", "devices", "stores", "zones", "levels", "venues")
+
+
+def _pg_unavailable(reason: str) -> None:
+    if REQUIRE_POSTGIS:
+        pytest.fail(f"PostGIS is required (MALLFENCE_REQUIRE_POSTGIS=1) but {reason}", pytrace=False)
+    pytest.skip(f"PostGIS not available: {reason}")
+
+
+@pytest.fixture(scope="session")
+def postgis_url() -> Iterator[str]:
+    """A fresh, migrated PostGIS database for this test session; dropped at the end."""
+    url = sa.make_url(PG_URL).set(drivername="postgresql+psycopg")
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    name = f"mallfence_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            if not conn.scalar(sa.text("SELECT 1 FROM pg_available_extensions WHERE name = 'postgis'")):
+                _pg_unavailable(f"the server at {url.render_as_string()} has no postgis extension installed")
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        _pg_unavailable(f"cannot connect to {url.render_as_string()}: {exc.orig}")
+    test_url = url.set(database=name).render_as_string(hide_password=False)
+    engine = make_engine(test_url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    yield test_url
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (faster than migrating each time)."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    engine = make_engine(f"sqlite:///{path}")
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgis", marks=pytest.mark.postgis)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        target = tmp_path / "mallfence.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), target)
+        yield f"sqlite:///{target}"
+        return
+    url = request.getfixturevalue("postgis_url")
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    yield url
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, auto_migrate=True, presence_sweep_interval_s=3600)
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as c:
+        yield c

@@ -1,0 +1,66 @@
+"""Test data built through the public API, in local metres around a fixed anchor."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import shapely
+from fastapi.testclient import TestClient
+from shapely.geometry.base import BaseGeometry
+
+from mallfence.spatial.projection import LocalProjection
+
+ANCHOR = (-2.2426, 53.4808)  # lon, lat
+PROJ = LocalProjection(*ANCHOR)
+# Fixes are dated from an hour ago: inside the replay window, never in the future.
+START = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0)
+# Debounces off and short dwell so a handful of fixes shows every transition.
+INSTANT = {"enter_debounce_s": 0, "exit_debounce_s": 0, "dwell_s": 30}
+
+
+def geojson(local: BaseGeometry) -> dict[str, Any]:
+    """A geometry drawn in local metres, as WGS84 GeoJSON."""
+    return shapely.geometry.mapping(PROJ.geometry_to_wgs84(local))
+
+
+def lonlat(x: float, y: float) -> tuple[float, float]:
+    lon, lat = PROJ.to_wgs84([x], [y])
+    return float(lon[0]), float(lat[0])
+
+
+def create_venue(client: TestClient, slug: str = "mall", levels: tuple[int, ...] = (0, 1)) -> dict[str, Any]:
+    r = client.post("/v1/venues", json={"slug": slug, "name": slug.title(), "timezone": "Europe/London",
+                                         "anchor": list(ANCHOR)})
+    assert r.status_code == 201, r.text
+    for ordinal in levels:
+        r = client.post(f"/v1/venues/{slug}/levels", json={"ordinal": ordinal, "name": f"Level {ordinal}"})
+        assert r.status_code == 201, r.text
+    return r.json()
+
+
+def create_zone(client: TestClient, slug: str, local: BaseGeometry, **fields: Any) -> dict[str, Any]:
+    body = {"name": "Zone", "kind": "store", "level": 0, "geometry": geojson(local), "presence": INSTANT,
+            **fields}
+    r = client.post(f"/v1/venues/{slug}/zones", json=body)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def register(client: TestClient, slug: str = "mall") -> tuple[str, dict[str, str]]:
+    r = client.post("/v1/devices", json={"venue": slug, "platform": "stub"})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    return body["device_id"], {"Authorization": f"Bearer {body['token']}"}
+
+
+def fix(x: float, y: float, t: float, *, floor: int | None = 0, accuracy: float = 3.0,
+        start: datetime | None = None, fix_id: str | None = None) -> dict[str, Any]:
+    """A fix at local (x, y), ``t`` seconds after ``start`` (default: START)."""
+    lon, lat = lonlat(x, y)
+    start = start or START
+    body: dict[str, Any] = {"lat": lat, "lon": lon, "accuracy_m": accuracy, "floor": floor,
+                            "ts": (start + timedelta(seconds=t)).isoformat()}
+    if fix_id is not None:
+        body["id"] = fix_id
+    return body
