@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,8 +21,8 @@ INSTANT = {"enter_debounce_s": 0, "exit_debounce_s": 0, "dwell_s": 30}
 
 
 def geojson(local: BaseGeometry) -> dict[str, Any]:
-    """A geometry drawn in local metres, as WGS84 GeoJSON."""
-    return shapely.geometry.mapping(PROJ.geometry_to_wgs84(local))
+    """A geometry drawn in local metres, as WGS84 GeoJSON (lists, as a client would send)."""
+    return json.loads(json.dumps(shapely.geometry.mapping(PROJ.geometry_to_wgs84(local))))
 
 
 def lonlat(x: float, y: float) -> tuple[float, float]:
