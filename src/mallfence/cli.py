@@ -40,7 +40,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    migrate.upgrade(make_engine(settings.database_url))
+    engine = make_engine(settings.database_url)
+    migrate.upgrade(engine)
+    engine.dispose()
     print(f"database at {settings.database_url} is up to date")
     return 0
 
@@ -53,16 +55,19 @@ def import_file(settings: Settings, path: Path, slug: str | None, prune: bool = 
     if not slug:
         raise NotFound("no --venue given and the file has no venue.slug")
     engine = make_engine(settings.database_url)
-    migrate.upgrade(engine)
-    with transaction(make_session_factory(engine)) as session:
-        try:
-            venue = venue_service.get_venue(session, slug=slug)
-        except NotFound:
-            if not isinstance(meta, dict):
-                raise NotFound(f"venue {slug!r} does not exist and the file has no 'venue' to create it") from None
-            data = schemas.VenueCreate.model_validate({**meta, "slug": slug})
-            venue = venue_service.create_venue(session, data=data)
-        return geojson.import_collection(session, venue=venue, collection=collection, prune=prune)
+    try:
+        migrate.upgrade(engine)
+        with transaction(make_session_factory(engine)) as session:
+            try:
+                venue = venue_service.get_venue(session, slug=slug)
+            except NotFound:
+                if not isinstance(meta, dict):
+                    raise NotFound(f"venue {slug!r} does not exist and the file has no 'venue' to create it") from None
+                data = schemas.VenueCreate.model_validate({**meta, "slug": slug})
+                venue = venue_service.create_venue(session, data=data)
+            return geojson.import_collection(session, venue=venue, collection=collection, prune=prune)
+    finally:
+        engine.dispose()
 
 
 def cmd_zones_import(args: argparse.Namespace) -> int:
@@ -90,6 +95,7 @@ def cmd_zones_export(args: argparse.Namespace) -> int:
             print(exc.message, file=sys.stderr)
             return 2
         collection = geojson.export_collection(session, venue=venue)
+    engine.dispose()
     text = json.dumps(collection, indent=1)
     if args.output:
         Path(args.output).write_text(text)

@@ -18,6 +18,7 @@ class InMemoryStateStore:
     def __init__(self) -> None:
         self._states: dict[str, DeviceState] = {}
         self._seen: dict[str, float] = {}  # server monotonic time of the last accepted fix
+        self._touched: dict[str, float] = {}  # when last_seen_at was last written for the device
         self._locks = [threading.Lock() for _ in range(_STRIPES)]
 
     @contextmanager
@@ -34,6 +35,14 @@ class InMemoryStateStore:
         self._states[device_id] = state
         self._seen[device_id] = time.monotonic()
 
+    def due_touch(self, device_id: str, every_s: float) -> bool:
+        """True at most once per ``every_s`` per device: when to persist its last-seen time."""
+        now = time.monotonic()
+        if now - self._touched.get(device_id, -every_s) < every_s:
+            return False
+        self._touched[device_id] = now
+        return True
+
     def silent_since(self, seconds: float) -> list[str]:
         """Devices with open visits that sent nothing for ``seconds``."""
         cutoff = time.monotonic() - seconds
@@ -42,3 +51,4 @@ class InMemoryStateStore:
     def forget(self, device_id: str) -> None:
         self._states.pop(device_id, None)
         self._seen.pop(device_id, None)
+        self._touched.pop(device_id, None)
