@@ -35,7 +35,7 @@ def receive_until(ws, kind: str, limit: int = 10) -> list[dict]:
 def test_fixes_in_events_out(client: TestClient, device) -> None:
     device_id, auth = device
     with client.websocket_connect(f"/v1/devices/{device_id}/stream?token={token(auth)}") as ws:
-        assert ws.receive_json() == {"type": "hello", "device_id": device_id, "venue_id": 1}
+        assert ws.receive_json() == {"type": "hello", "device_id": device_id, "venue": "mall"}
         ws.send_json({"type": "fix", **fix(-5, 10, 0, fix_id="a")})
         assert ws.receive_json() == {"type": "receipt", "accepted": 1, "dropped": []}
         ws.send_json({"type": "fixes", "fixes": [fix(10, 10, 5, fix_id="b"), fix(10, 11, 6, fix_id="c")]})

@@ -69,7 +69,8 @@ async def stream(websocket: WebSocket, device_id: str, token: str | None = None)
     sender = asyncio.create_task(_send_loop(websocket, queue))
     try:
         # Every outgoing message goes through the queue, so one task writes to the socket.
-        queue.put_nowait(ws_message("hello", device_id=device.id, venue_id=device.venue_id))
+        snapshot = rt.snapshots.get(device.venue_id)
+        queue.put_nowait(ws_message("hello", device_id=device.id, venue=snapshot.slug if snapshot else None))
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":

@@ -1,0 +1,84 @@
+"""Command line: ``mobile-stub walk`` runs simulated shoppers against a mallfence server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from mobile_stub.summary import ShopperEvent
+from mobile_stub.swarm import StubError, run_shoppers
+
+EXIT_OK, EXIT_ALL_FAILED, EXIT_UNREACHABLE = 0, 1, 2
+
+
+def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    """An argparse type that accepts positive numbers only."""
+
+    def parse(text: str) -> int | float:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``mobile-stub``."""
+    parser = argparse.ArgumentParser(prog="mobile-stub", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    walk = sub.add_parser("walk", help="walk simulated shoppers through a venue and print the events")
+    walk.add_argument("--server", default="http://127.0.0.1:8000", help="mallfence base URL")
+    walk.add_argument("--venue", default="", help="venue slug (default: the slug in --venue-file)")
+    walk.add_argument("--venue-file", help="read the venue from this export file instead of the server")
+    walk.add_argument("--shoppers", type=_positive(int), default=5)
+    walk.add_argument("--speedup", type=_positive(float), default=20.0,
+                      help="simulated seconds per wall second")
+    walk.add_argument("--seed", type=int, default=1)
+    walk.add_argument("--transport", choices=("ws", "http"), default="ws")
+    walk.add_argument("--duration", type=_positive(float), metavar="SECONDS",
+                      help="stop after this many wall-clock seconds")
+    walk.add_argument("--interval", type=_positive(float), default=1.0,
+                      help="simulated seconds between two fixes")
+    walk.add_argument("--batch", type=_positive(float), default=10.0,
+                      help="http transport: simulated seconds of fixes per request")
+    walk.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mobile-stub`` console script."""
+    args = build_parser().parse_args(argv)
+    if not args.venue and not args.venue_file:
+        print("mobile-stub: give --venue or --venue-file", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s", stream=sys.stderr)
+    t0 = time.monotonic()
+
+    def show(ev: ShopperEvent) -> None:
+        if not args.quiet:
+            print(f"[{time.monotonic() - t0:7.1f}s] {ev.format()}", flush=True)
+
+    try:
+        summary = asyncio.run(run_shoppers(
+            args.server, args.venue, shoppers=args.shoppers, speedup=args.speedup, seed=args.seed,
+            transport=args.transport, on_event=show, venue_file=args.venue_file,
+            max_duration_s=args.duration, sample_interval_s=args.interval, batch_s=args.batch,
+        ))
+    except StubError as exc:
+        print(f"mobile-stub: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except KeyboardInterrupt:
+        print("mobile-stub: interrupted", file=sys.stderr)
+        return 130
+    print()
+    print(summary.format())
+    return EXIT_OK if summary.ok else EXIT_ALL_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
