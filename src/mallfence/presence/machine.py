@@ -19,6 +19,7 @@ Rules, per zone:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -83,7 +84,7 @@ def observe(
     settings: Mapping[int, PresenceSettings],
 ) -> list[PresenceEvent] | None:
     """Apply one fix to ``state`` in place; the events it caused, or None if the fix is stale."""
-    if state.last_ts is not None and ts <= state.last_ts:
+    if (state.last_ts is not None and ts <= state.last_ts) or not math.isfinite(ts):
         return None
     state.last_ts = ts
     zones = state.zones
@@ -131,9 +132,13 @@ def observe(
 
 
 def expire(state: DeviceState, reason: str = "timeout") -> list[PresenceEvent]:
-    """End every visit of a device that went silent; dated at its last accepted fix."""
-    at = state.last_ts if state.last_ts is not None else 0.0
-    events = [_exit(z, p, at, reason) for z, p in state.zones.items() if p.inside]
+    """End every visit of a device that went silent.
+
+    Dated at the first outside fix when an exit was already under way, else at the last fix.
+    """
+    last = state.last_ts if state.last_ts is not None else 0.0
+    events = [_exit(z, p, p.pending if p.pending is not None else last, reason)
+              for z, p in state.zones.items() if p.inside]
     state.zones.clear()
     return events
 
@@ -144,7 +149,8 @@ def _exit(zone_id: int, p: ZonePresence, at: float, reason: str) -> PresenceEven
 
 
 def _maybe_dwell(zone_id: int, p: ZonePresence, ts: float, s: PresenceSettings, out: list[PresenceEvent]) -> None:
-    if s.dwell_s is None or p.dwell_fired or p.since is None:
+    # Not while an exit is under way: if it is confirmed, the visit ended before this fix.
+    if s.dwell_s is None or p.dwell_fired or p.since is None or p.pending is not None:
         return
     if ts - p.since >= s.dwell_s:
         p.dwell_fired = True

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import shapely
 from shapely.geometry import MultiPolygon, Point, Polygon
 from shapely.geometry.base import BaseGeometry
@@ -58,8 +59,11 @@ def _position(value: Any, path: tuple[str | int, ...], problems: list[Problem]) 
 
 
 def _ring(value: Any, path: tuple[str | int, ...], problems: list[Problem]) -> list[tuple[float, float]] | None:
-    if not isinstance(value, list):
-        problems.append(Problem(path, "a linear ring must be an array of positions"))
+    if not isinstance(value, list) or (value and not isinstance(value[0], list | tuple)):
+        problems.append(Problem(path, "a linear ring must be an array of positions [[lon, lat], ...]"))
+        return None
+    if value and value[0] and isinstance(value[0][0], list | tuple):
+        problems.append(Problem(path, "coordinates are nested one level too deep for this geometry type"))
         return None
     if len(value) < 4:
         problems.append(Problem(path, f"a linear ring needs at least 4 positions, got {len(value)}"))
@@ -85,7 +89,19 @@ def _polygon(value: Any, path: tuple[str | int, ...], problems: list[Problem]) -
 
 
 def _vertex_count(geom: BaseGeometry) -> int:
-    return int(shapely.get_num_coordinates(geom))
+    """Distinct vertices: every ring repeats its first position at the end."""
+    polygons = shapely.get_parts(geom)
+    rings = int(np.sum(shapely.get_num_interior_rings(polygons))) + len(polygons)
+    return int(shapely.get_num_coordinates(geom)) - rings
+
+
+def _positions_upper_bound(coords: Any, depth: int) -> int:
+    """How many positions a coordinates array holds, by array lengths only (cheap on huge input)."""
+    if depth == 0 or not isinstance(coords, list):
+        return 1
+    if depth == 1:
+        return len(coords)
+    return sum(_positions_upper_bound(c, depth - 1) for c in coords)
 
 
 def parse_zone_geometry(geometry: Any, radius_m: float | None = None) -> BaseGeometry:
@@ -99,6 +115,9 @@ def parse_zone_geometry(geometry: Any, radius_m: float | None = None) -> BaseGeo
     kind = geometry.get("type")
     coords = geometry.get("coordinates")
     path: tuple[str | int, ...] = ("coordinates",)
+    depth = {"Polygon": 2, "MultiPolygon": 3}.get(kind or "", 0)
+    if depth and _positions_upper_bound(coords, depth) > 2 * MAX_VERTICES:
+        raise GeometryProblems([Problem(path, f"more than {MAX_VERTICES} vertices: over the limit")])
     if kind == "Polygon":
         geom = _polygon(coords, path, problems)
     elif kind == "MultiPolygon":
@@ -110,7 +129,8 @@ def parse_zone_geometry(geometry: Any, radius_m: float | None = None) -> BaseGeo
         pos = _position(coords, path, problems)
         if radius_m is None:
             problems.append(Problem(("radius_m",), "a Point zone is a circle and needs radius_m"))
-        elif not (isinstance(radius_m, int | float) and math.isfinite(radius_m) and 0 < radius_m <= MAX_RADIUS_M):
+        elif (isinstance(radius_m, bool) or not isinstance(radius_m, int | float) or not math.isfinite(radius_m)
+              or not 0 < radius_m <= MAX_RADIUS_M):
             problems.append(Problem(("radius_m",), f"radius_m must be > 0 and <= {MAX_RADIUS_M:g} metres"))
         if problems or pos is None:
             raise GeometryProblems(problems)

@@ -86,11 +86,16 @@ class CellTable:
         self.nx, self.ny = int(width // cell_m) + 1, int(height // cell_m) + 1
         cells, cands, interior = [], [], []
         total = self.nx * self.ny
+        # Boxes are a hair wider than their cells: ``query`` buckets a point by floor division, which
+        # can land one ulp across a grid line from where the box edge was computed; an edge of a zone
+        # lying on that line would otherwise be missed. Wider boxes only add candidates.
+        eps = 1e-9 * max(1.0, abs(self.x0), abs(self.y0), width, height)
         for start in range(0, total, _BOX_CHUNK):
             ids = np.arange(start, min(total, start + _BOX_CHUNK))
             cx, cy = ids % self.nx, ids // self.nx
             boxes = shapely.box(
-                self.x0 + cx * cell_m, self.y0 + cy * cell_m, self.x0 + (cx + 1) * cell_m, self.y0 + (cy + 1) * cell_m
+                self.x0 + cx * cell_m - eps, self.y0 + cy * cell_m - eps,
+                self.x0 + (cx + 1) * cell_m + eps, self.y0 + (cy + 1) * cell_m + eps,
             )
             box_i, geom_i = tree.query(boxes, predicate="intersects")
             cells.append(ids[box_i])
@@ -105,9 +110,10 @@ class CellTable:
 
     def query(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(point index, geometry index) for every geometry covering a point, sorted by point."""
-        cx = np.floor((x - self.x0) / self.cell)
-        cy = np.floor((y - self.y0) / self.cell)
-        ok = (cx >= 0) & (cx < self.nx) & (cy >= 0) & (cy < self.ny)  # NaN compares False
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN / inf points simply match nothing
+            cx = np.floor((x - self.x0) / self.cell)
+            cy = np.floor((y - self.y0) / self.cell)
+            ok = (cx >= 0) & (cx < self.nx) & (cy >= 0) & (cy < self.ny)
         cell = np.where(ok, cy * self.nx + cx, 0).astype(np.int64)
         start = self._offsets[cell]
         count = np.where(ok, self._offsets[cell + 1] - start, 0)

@@ -35,9 +35,8 @@ class LocalProjection:
 
     def to_local(self, lons: np.ndarray, lats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         kx, ky = self.metres_per_degree
-        return (np.asarray(lons, dtype=float) - self.lon0) * kx, (
-            np.asarray(lats, dtype=float) - self.lat0
-        ) * ky
+        with np.errstate(invalid="ignore", over="ignore"):  # out-of-range input stays inf / NaN, no warning
+            return (np.asarray(lons, dtype=float) - self.lon0) * kx, (np.asarray(lats, dtype=float) - self.lat0) * ky
 
     def to_wgs84(self, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         kx, ky = self.metres_per_degree
