@@ -29,6 +29,14 @@ class Settings(BaseSettings):
     presence_timeout_s: float = Field(900.0, gt=0)
     presence_sweep_interval_s: float = Field(30.0, gt=0)
 
+    # Delivery. Without FCM credentials, pushes reach open apps only (the rest wait, then expire).
+    fcm_credentials_file: str | None = None  # a Firebase service-account JSON
+    fcm_base_url: str | None = None  # None = Google; http://127.0.0.1:… for the local FCM server
+    dispatcher_enabled: bool = True  # off for API-only replicas when others dispatch
+    # An app that got a push on its websocket must ack it within this, or it goes out through FCM.
+    ack_timeout_s: float = Field(30.0, gt=0)
+    dispatch_poll_s: float = Field(0.5, gt=0)
+
     @field_validator("database_url")
     @classmethod
     def _known_backend(cls, v: str) -> str:

@@ -16,6 +16,10 @@ from starlette.concurrency import run_in_threadpool
 from mallfence import errors, migrate
 from mallfence.config import Settings
 from mallfence.db import make_engine, make_session_factory
+from mallfence.delivery.dispatcher import Dispatcher, DispatchPolicy
+from mallfence.delivery.fcm import FcmSender
+from mallfence.delivery.router import devices as push_router
+from mallfence.delivery.router import venues as notifications_router
 from mallfence.devices.router import router as devices_router
 from mallfence.presence.store import InMemoryStateStore
 from mallfence.runtime import Runtime
@@ -49,7 +53,18 @@ async def _sweep(rt: Runtime) -> None:
             log.exception("presence sweep failed")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def build_sender(settings: Settings) -> FcmSender | None:
+    """FCM through firebase-admin when credentials are configured; otherwise no FCM channel."""
+    if not settings.fcm_credentials_file:
+        log.warning("no MALLFENCE_FCM_CREDENTIALS_FILE: pushes reach open apps only")
+        return None
+    from mallfence.delivery.fcm import FirebaseSender
+
+    return FirebaseSender(credentials_file=settings.fcm_credentials_file, base_url=settings.fcm_base_url)
+
+
+def create_app(settings: Settings | None = None, *, fcm_sender: FcmSender | None = None) -> FastAPI:
+    """The app; ``fcm_sender`` replaces the configured FCM sender (tests, embedding)."""
     settings = settings or Settings()
 
     @contextlib.asynccontextmanager
@@ -57,11 +72,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         rt = await run_in_threadpool(build_runtime, settings)
         rt.hub.bind(asyncio.get_running_loop())
         app.state.runtime = rt
+        sender = fcm_sender if fcm_sender is not None else build_sender(settings)
+        if settings.dispatcher_enabled:
+            rt.dispatcher = Dispatcher(
+                rt.sessions, is_connected=rt.hub.connected, push_ws=rt.hub.publish, sender=sender,
+                policy=DispatchPolicy(ack_timeout_s=settings.ack_timeout_s), poll_s=settings.dispatch_poll_s,
+            )
+            rt.dispatcher.start()
         sweeper = asyncio.create_task(_sweep(rt))
         try:
             yield
         finally:
             sweeper.cancel()
+            if rt.dispatcher is not None:
+                await run_in_threadpool(rt.dispatcher.stop)
+            if sender is not None and fcm_sender is None:
+                sender.close()
             rt.engine.dispose()
 
     app = FastAPI(
@@ -90,4 +116,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(venues_router)
     app.include_router(devices_router)
     app.include_router(tracking_router)
+    app.include_router(push_router)
+    app.include_router(notifications_router)
     return app

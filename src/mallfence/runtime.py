@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -11,6 +12,9 @@ from mallfence.config import Settings
 from mallfence.presence.store import InMemoryStateStore
 from mallfence.tracking.hub import Hub
 from mallfence.venues.snapshot import SnapshotRegistry
+
+if TYPE_CHECKING:
+    from mallfence.delivery.dispatcher import Dispatcher
 
 
 @dataclass
@@ -21,3 +25,8 @@ class Runtime:
     snapshots: SnapshotRegistry
     states: InMemoryStateStore
     hub: Hub
+    dispatcher: Dispatcher | None = field(default=None)
+
+    def wake_dispatcher(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.wake()

@@ -48,6 +48,10 @@ class InMemoryStateStore:
         cutoff = time.monotonic() - seconds
         return [d for d, t in list(self._seen.items()) if t < cutoff and self._states[d].zones]
 
+    def devices_in_zone(self, zone_id: int) -> list[str]:
+        """Devices whose presence says they are inside ``zone_id`` now."""
+        return [d for d, st in list(self._states.items()) if (p := st.zones.get(zone_id)) is not None and p.inside]
+
     def forget(self, device_id: str) -> None:
         self._states.pop(device_id, None)
         self._seen.pop(device_id, None)

@@ -10,13 +10,24 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from mallfence.db import transaction
+from mallfence.delivery import service as delivery_service
 from mallfence.deps import CurrentDevice, RuntimeDep, SessionDep, bearer_token
 from mallfence.devices import service as device_service
 from mallfence.devices.models import Device
 from mallfence.errors import DomainError, Invalid, NotFound
 from mallfence.runtime import Runtime
 from mallfence.tracking import service
-from mallfence.tracking.schemas import EventOut, IngestOut, PositionsIn, WsClientMessage, WsFix, WsPing, ws_message
+from mallfence.tracking.schemas import (
+    EventOut,
+    IngestOut,
+    PositionsIn,
+    WsAck,
+    WsClientMessage,
+    WsFix,
+    WsPing,
+    ws_message,
+)
 
 router = APIRouter(prefix="/v1/devices", tags=["tracking"])
 
@@ -44,6 +55,18 @@ def _authenticate(rt: Runtime, device_id: str, token: str | None) -> Device:
         return device_service.authenticate(session, device_id=device_id, token=token)
 
 
+def _requeue(rt: Runtime, device_id: str) -> None:
+    with transaction(rt.sessions) as session:
+        count = delivery_service.requeue_unacked(session, device_id=device_id)
+    if count:
+        rt.wake_dispatcher()
+
+
+def _acknowledge(rt: Runtime, device_id: str, ids: list[int]) -> int:
+    with transaction(rt.sessions) as session:
+        return delivery_service.acknowledge(session, device_id=device_id, ids=ids)
+
+
 def _problem(exc: ValidationError | DomainError) -> str:
     if isinstance(exc, ValidationError):
         return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
@@ -69,6 +92,9 @@ async def stream(websocket: WebSocket, device_id: str, token: str | None = None)
     sender = asyncio.create_task(_send_loop(websocket, queue))
     try:
         # Every outgoing message goes through the queue, so one task writes to the socket.
+        # Whatever the app has not acknowledged goes out again on this connection; requeued before the
+        # hello, so an app that got its hello knows the replay is on its way.
+        await run_in_threadpool(_requeue, rt, device.id)
         snapshot = rt.snapshots.get(device.venue_id)
         queue.put_nowait(ws_message("hello", device_id=device.id, venue=snapshot.slug if snapshot else None))
         while True:
@@ -104,6 +130,9 @@ async def _handle(rt: Runtime, device: Device, text: str | None) -> dict[str, An
         return ws_message("error", code="invalid_message", detail=_problem(exc))
     if isinstance(message, WsPing):
         return ws_message("pong")
+    if isinstance(message, WsAck):
+        count = await run_in_threadpool(_acknowledge, rt, device.id, message.ids)
+        return ws_message("acked", ids=message.ids, delivered=count)
     fixes = [message] if isinstance(message, WsFix) else message.fixes
     try:
         result = await run_in_threadpool(service.ingest, rt, device=device, fixes=fixes)

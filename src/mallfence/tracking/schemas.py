@@ -73,7 +73,16 @@ class WsPing(BaseModel):
     type: Literal["ping"]
 
 
-WsClientMessage = Annotated[WsFix | WsFixes | WsPing, Field(discriminator="type")]
+class WsAck(BaseModel):
+    """The app has shown these notifications."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["ack"]
+    ids: list[int] = Field(min_length=1, max_length=1000)
+
+
+WsClientMessage = Annotated[WsFix | WsFixes | WsPing | WsAck, Field(discriminator="type")]
 
 
 def ws_message(kind: str, **fields: Any) -> dict[str, Any]:

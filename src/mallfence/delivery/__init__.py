@@ -1,0 +1,1 @@
+"""Getting notifications to apps: the outbox models and the FCM push side."""
