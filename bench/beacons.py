@@ -1,0 +1,225 @@
+"""Beacon positioning accuracy on simulated walks through Harbourside: locate() vs nearest-beacon.
+
+Walks come from the mobile stub's planner (A* on the walkable grid, escalators, stays in stores) on
+zones/harbourside-mall.geojson; beacons from zones/harbourside-beacons.geojson. One scan per second.
+Radio model, per beacon: path-loss exponent n_true ~ U(2.5, 3.0), calibration error ~ U(-2, 2) dB
+(the map's power_1m is off by that), 15-20 dB per floor crossed; per reading: log-normal shadowing
+N(0, sigma) dB, i.i.d.; readings below -95 dBm are not heard and 20 % of the rest drop out. Beacons
+hang at 2.7 m, the phone is at 1.2 m, storeys are 5 m apart (3-D distance). RSSI is reported in
+whole dBm as phones do. The estimator uses its defaults (n = 2.5) and knows none of this.
+
+Samples outside the building (walking to and from the doors) feed the smoother but are not scored;
+a sample without a fix counts as a wrong floor. Baselines in the same run: the strongest beacon of
+the scan (raw), and of the smoothed window. "err<=acc": share of fixes whose true error is within
+accuracy_m (the presence engine gates on it). "moving": true speed over 0.3 m/s. The estimator's
+constants were tuned on seed 1; seeds 2 and 3 are held out.
+
+    .venv/bin/python bench/beacons.py [--seed S] [--sigma DB ...] [--walks N] [--corr-s S] [--phone-db DB]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import random
+import sys
+import time
+import timeit
+from pathlib import Path
+
+import numpy as np
+
+from mallfence.spatial.beacons import BeaconMap, RssiSmoother, beacons_from_geojson, locate
+from mobile_stub.venue import load_venue_file
+from mobile_stub.walker import plan_walk
+
+ZONES = Path(__file__).resolve().parent.parent / "zones"
+N_TRUE, CAL_DB, FLOOR_DB = (2.5, 3.0), 2.0, (15.0, 20.0)
+THRESHOLD_DBM, DROPOUT, STOREY_M, BEACON_Z, PHONE_Z = -95.0, 0.2, 5.0, 2.7, 1.2
+TARGETS = {"median": 3.0, "p90": 6.0, "floor": 0.98}
+
+
+class Radio:
+    """The true radio environment: fixed per run (seeded), unknown to the estimator."""
+
+    def __init__(self, bmap: BeaconMap, rng: np.random.Generator):
+        n = len(bmap)
+        self.bx, self.by = bmap.x, bmap.y
+        self.level = bmap.level
+        self.bz = bmap.level * STOREY_M + BEACON_Z
+        self.n_true = rng.uniform(*N_TRUE, n)
+        self.p_true = bmap.power_1m + rng.uniform(-CAL_DB, CAL_DB, n)
+        self.floor_db = rng.uniform(*FLOOR_DB, n)
+
+    def mean_rssi(self, x: np.ndarray, y: np.ndarray, floor: np.ndarray) -> np.ndarray:
+        """(samples, beacons) noiseless RSSI."""
+        dz = self.bz[None, :] - (floor[:, None] * STOREY_M + PHONE_Z)
+        d = np.sqrt((x[:, None] - self.bx) ** 2 + (y[:, None] - self.by) ** 2 + dz**2)
+        crossed = np.abs(self.level[None, :] - floor[:, None])
+        return self.p_true - 10 * self.n_true * np.log10(np.maximum(d, 0.1)) - self.floor_db * crossed
+
+
+def shadowing(rng: np.random.Generator, shape: tuple[int, int], sigma: float, corr_s: float) -> np.ndarray:
+    """N(0, sigma) per reading; with corr_s > 0 an AR(1) in time per beacon (a body or a trolley in the
+    way stays there for a while), which the smoother's averaging cannot remove as well."""
+    eps = rng.normal(0.0, sigma, shape)
+    if corr_s <= 0:
+        return eps
+    rho = math.exp(-1.0 / corr_s)
+    for t in range(1, shape[0]):
+        eps[t] = rho * eps[t - 1] + math.sqrt(1 - rho * rho) * eps[t]
+    return eps
+
+
+def simulate(bmap: BeaconMap, radio: Radio, walks: list, sigma: float, seed: int, corr_s: float = 0.0,
+             phone_db: float = 0.0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    keys = [b.key for b in bmap.beacons]
+    edd = np.array([k.startswith("eddystone") for k in keys])
+    cols: dict[str, list] = {k: [] for k in ("err", "acc", "ok_floor", "lsq", "moving", "level", "used", "us",
+                                             "n_scan", "err_nr", "floor_nr", "err_ns", "floor_ns")}
+    for w, samples in enumerate(walks):
+        x = np.array([s.x for s in samples])
+        y = np.array([s.y for s in samples])
+        fl = np.array([s.floor for s in samples])
+        rssi = radio.mean_rssi(x, y, fl) + phone_db + shadowing(rng, (len(samples), len(bmap)), sigma, corr_s)
+        heard = (rssi >= THRESHOLD_DBM) & (rng.random(rssi.shape) >= DROPOUT)
+        speed = np.hypot(np.gradient(x), np.gradient(y)) if len(samples) > 1 else np.zeros(1)
+        state = RssiSmoother()
+        t0 = w * 100_000.0
+        for i, s in enumerate(samples):
+            js = np.flatnonzero(heard[i])
+            r = np.round(rssi[i, js])
+            # Eddystone frames advertise their calibration; the app passes it on (same as the map's here)
+            scan = [(keys[j], float(v), float(bmap.power_1m[j])) if edd[j] else (keys[j], float(v))
+                    for j, v in zip(js.tolist(), r.tolist(), strict=True)]
+            now = t0 + s.t_offset_s
+            c0 = time.perf_counter()
+            fix = locate(scan, bmap, state, now)
+            us = (time.perf_counter() - c0) * 1e6
+            if s.zone_hint == "outside":
+                continue
+            cols["us"].append(us)
+            cols["n_scan"].append(len(scan))
+            cols["moving"].append(speed[i] > 0.3)
+            cols["level"].append(s.floor)
+            if fix is None:
+                cols["err"].append(np.nan)
+                cols["acc"].append(np.nan)
+                cols["ok_floor"].append(False)
+                cols["lsq"].append(False)
+                cols["used"].append(0)
+            else:
+                cols["err"].append(math.hypot(fix.x - s.x, fix.y - s.y))
+                cols["acc"].append(fix.accuracy_m)
+                cols["ok_floor"].append(fix.level == s.floor)
+                cols["lsq"].append(fix.method == "lsq")
+                cols["used"].append(fix.beacons_used)
+            # baselines: the strongest beacon of this scan (raw), and of the smoothed window
+            for tag, j in (("nr", int(js[np.argmax(r)]) if js.size else -1), ("ns", _strongest(bmap, state, now))):
+                if j < 0:
+                    cols[f"err_{tag}"].append(np.nan)
+                    cols[f"floor_{tag}"].append(False)
+                else:
+                    cols[f"err_{tag}"].append(math.hypot(radio.bx[j] - s.x, radio.by[j] - s.y))
+                    cols[f"floor_{tag}"].append(int(radio.level[j]) == s.floor)
+    return {k: np.array(v) for k, v in cols.items()}
+
+
+def _strongest(bmap: BeaconMap, state: RssiSmoother, now: float) -> int:
+    keys, values, _ = state.estimates(now)
+    return bmap.index[keys[int(np.argmax(values))]] if keys else -1
+
+
+def stats(err: np.ndarray, floor_ok: np.ndarray, acc: np.ndarray | None = None) -> dict[str, float]:
+    got = np.isfinite(err)
+    e = err[got]
+    out = {"median": float(np.median(e)) if e.size else math.nan, "p90": float(np.percentile(e, 90)) if e.size else
+           math.nan, "floor": float(floor_ok.mean()), "fixes": float(got.mean())}
+    if acc is not None:
+        out["within"] = float((e <= acc[got]).mean()) if e.size else math.nan
+    return out
+
+
+def micro(bmap: BeaconMap, radio: Radio, n_beacons: int = 10, calls: int = 5_000) -> float:
+    """Best of 5: µs per locate() for a steady n-beacon scan (smoother windows full), on the L0 spine."""
+    mean = radio.mean_rssi(np.array([20.0]), np.array([5.0]), np.array([0]))[0]
+    top = np.argsort(-mean)[:n_beacons]
+    scan = [(bmap.beacons[j].key, float(round(mean[j]))) for j in top.tolist()]
+    state = RssiSmoother()
+    for k in range(10):
+        locate(scan, bmap, state, float(k))
+    best, now = math.inf, 10.0
+    for _ in range(5):
+        c0 = time.perf_counter()
+        for k in range(calls):
+            locate(scan, bmap, state, now + k)
+        best, now = min(best, time.perf_counter() - c0), now + calls
+    return best / calls * 1e6
+
+
+def python_speed() -> float:
+    """µs for 1000 multiply-adds in a Python loop: to scale the µs above to another machine."""
+    return min(timeit.repeat("s = 0.0\nfor i in range(1000): s += i * 1.5", number=200, repeat=5)) / 200 * 1e6
+
+
+def row(name: str, st: dict[str, float], us: float | None) -> str:
+    within = f"{st['within']:>9.0%}" if "within" in st else f"{'n/a':>9}"
+    return (f"  {name:<26}{st['median']:>7.2f}{st['p90']:>7.2f}{st['floor']:>8.1%}{within}{st['fixes']:>7.1%}"
+            + (f"{us:>8.1f}" if us is not None else f"{'':>8}"))
+
+
+def report(sigma: float, res: dict[str, np.ndarray]) -> list[str]:
+    ours = stats(res["err"], res["ok_floor"], res["acc"])
+    nr, ns = stats(res["err_nr"], res["floor_nr"]), stats(res["err_ns"], res["floor_ns"])
+    title = f"sigma {sigma:g} dB"
+    head = f"  {title:<26}{'median':>7}{'p90':>7}{'floor':>8}{'err<=acc':>9}{'fix':>7}{'µs':>8}"
+    lines = [head, row("locate()", ours, float(np.mean(res["us"]))), row("nearest beacon (raw scan)", nr, None),
+             row("nearest beacon (smoothed)", ns, None)]
+    ratio = f"{nr['median'] / ours['median']:>7.2f}{nr['p90'] / ours['p90']:>7.2f}"
+    lines.append(f"  {'ratio nearest(raw)/ours':<26}{ratio}")
+    for label, mask in (("  moving", res["moving"]), ("  standing", ~res["moving"]),
+                        *((f"  level {lv}", res["level"] == lv) for lv in (-1, 0, 1))):
+        if mask.any():
+            lines.append(row(label, stats(res["err"][mask], res["ok_floor"][mask], res["acc"][mask]), None)
+                         + f"  n={int(mask.sum())}")
+    lsq = res["lsq"]
+    lines.append(f"  fits: {lsq.mean():.1%} least squares, {1 - lsq.mean() - (1 - np.isfinite(res['err']).mean()):.1%}"
+                 f" centroid; median scan {np.median(res['n_scan']):.0f} beacons, p99 locate "
+                 f"{np.percentile(res['us'], 99):.0f} µs")
+    fails = [f"{k} {ours[k]:.2f} vs {v}" for k, v in TARGETS.items()
+             if (ours[k] > v if k != "floor" else ours[k] < v)]
+    if nr["median"] <= ours["median"]:
+        fails.append("not better than nearest-beacon")
+    lines.append("  targets: " + ("all met" if not fails else "MISSED: " + "; ".join(fails)))
+    return lines
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--sigma", type=float, nargs="*", default=[4.0, 5.0, 6.0])
+    ap.add_argument("--walks", type=int, default=12)
+    ap.add_argument("--corr-s", type=float, default=0.0, help="shadowing correlation time (s); 0 = i.i.d.")
+    ap.add_argument("--phone-db", type=float, default=0.0, help="phone receiver gain offset (dB), unknown to locate")
+    args = ap.parse_args()
+    venue = load_venue_file(ZONES / "harbourside-mall.geojson")
+    data = json.loads((ZONES / "harbourside-beacons.geojson").read_text(encoding="utf-8"))
+    bmap = BeaconMap(beacons_from_geojson(data, venue.projection))
+    radio = Radio(bmap, np.random.default_rng(args.seed))
+    walks = [plan_walk(venue, random.Random(args.seed * 1000 + w)) for w in range(args.walks)]
+    print(f"python {platform.python_version()}, numpy {np.__version__}, {platform.machine()}; seed {args.seed}, "
+          f"{args.walks} walks, {sum(len(w) for w in walks)} scans, {len(bmap)} beacons")
+    print(f"locate() on a steady 10-beacon scan: {micro(bmap, radio):.1f} µs/call (this machine: "
+          f"{python_speed():.0f} µs per 1000 Python multiply-adds); shadowing correlation {args.corr_s:g} s, "
+          f"phone offset {args.phone_db:g} dB")
+    for sigma in args.sigma:
+        res = simulate(bmap, radio, walks, sigma, args.seed + int(sigma * 100), args.corr_s, args.phone_db)
+        print("\n".join(report(sigma, res)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
