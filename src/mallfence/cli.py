@@ -104,6 +104,41 @@ def cmd_zones_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dispatch(args: argparse.Namespace) -> int:
+    """Run only the outbox dispatcher (FCM channel), e.g. as a separate worker process."""
+    import signal
+    import threading
+
+    from mallfence.delivery.dispatcher import Dispatcher, DispatchPolicy
+    from mallfence.main import build_sender
+
+    settings = _settings(args)
+    engine = make_engine(settings.database_url)
+    migrate.upgrade(engine)
+    sender = build_sender(settings)
+    if sender is None:
+        print("dispatch needs MALLFENCE_FCM_CREDENTIALS_FILE: without it there is no channel to send on",
+              file=sys.stderr)
+        return 2
+    # No websockets live in this process: every due notification goes to FCM.
+    dispatcher = Dispatcher(
+        make_session_factory(engine), is_connected=lambda _device: False, push_ws=lambda _d, _m: None,
+        sender=sender, policy=DispatchPolicy(batch=args.batch, lease_s=args.lease_s,
+                                             ack_timeout_s=settings.ack_timeout_s),
+        poll_s=settings.dispatch_poll_s,
+    )
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    dispatcher.start()
+    print(f"{dispatcher.owner} dispatching from {settings.database_url}", flush=True)
+    done.wait()
+    dispatcher.stop()
+    sender.close()
+    engine.dispose()
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from mallfence.demo import run_demo
 
@@ -128,6 +163,11 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--venue-file", default="zones/harbourside-mall.geojson")
     demo.add_argument("--duration", type=float, default=None, help="stop after this many wall seconds")
     demo.set_defaults(func=cmd_demo)
+
+    dispatch = sub.add_parser("dispatch", help="run the notification dispatcher alone (FCM)")
+    dispatch.add_argument("--batch", type=int, default=200, help="notifications claimed per pass")
+    dispatch.add_argument("--lease-s", type=float, default=60.0, help="how long a claim holds before others retake it")
+    dispatch.set_defaults(func=cmd_dispatch)
 
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True)
