@@ -31,6 +31,10 @@ class ShopperFailed(RuntimeError):
     """This shopper cannot go on (registration refused, token rejected, server gone)."""
 
 
+class _Backgrounded(Exception):
+    """The user switched away from the app: the socket closes and fixes queue up until it returns."""
+
+
 class _Dropped(Exception):
     """The server ended the stream before the walk was done."""
 
@@ -60,6 +64,8 @@ class Shopper:
         deadline: float | None = None,
         on_event: Callable[[ShopperEvent], None] | None = None,
         level_label: Callable[[int | None], str] | None = None,
+        on_push: Callable[[str, dict[str, Any]], None] | None = None,
+        background: tuple[float, float] | None = None,
     ):
         self.name, self.fixes, self.http, self.clock = name, fixes, http, clock
         self.server = server_url.rstrip("/")
@@ -72,6 +78,10 @@ class Shopper:
         self.next = 0  # index of the first fix not yet handed to the transport
         self.sent_at: dict[str, float] = {}
         self.awaiting = 0  # websocket fix messages without a receipt yet
+        self.on_push = on_push
+        # (simulated start, seconds): the app is in the background then; pushes must come through FCM
+        self.background = background
+        self.seen_pushes: set[int] = set()  # delivery is at least once: show each notification once
 
     def _error(self, message: str) -> None:
         log.warning("%s: %s", self.name, message)
@@ -110,7 +120,20 @@ class Shopper:
                 raise ShopperFailed(f"registration refused: {resp.status_code} {resp.text[:200]}")
             data = resp.json()
             self.device_id, self.token = str(data["device_id"]), str(data["token"])
+            await self._register_push_token()
             return
+
+    @property
+    def push_token(self) -> str:
+        """The FCM token this simulated install reports (the local FCM server accepts any)."""
+        return f"stub-{self.name}-{self.device_id[:8]}"
+
+    async def _register_push_token(self) -> None:
+        resp = await self.http.put(f"{self.server}/v1/devices/{self.device_id}/push-tokens",
+                                   json={"token": self.push_token, "platform": "android"},
+                                   headers={"Authorization": f"Bearer {self.token}"})
+        if resp.status_code != 200:
+            self._error(f"push token refused: {resp.status_code} {resp.text[:200]}")
 
     def _handle(self, msg: dict[str, Any], received: float) -> None:
         """Account for one server message (receipt, event, error, pong)."""
@@ -120,12 +143,26 @@ class Shopper:
             self._receipt(msg)
         elif kind == "event":
             self._event(msg, received)
+        elif kind == "notification":
+            self._push(msg)
         elif kind == "error":
             # an error is the server's reply to a message it refused, in place of a receipt
             self.awaiting = max(0, self.awaiting - 1)
             self._error(f"server error {msg.get('code')}: {msg.get('detail')}")
-        elif kind not in ("pong", "hello"):
+        elif kind not in ("pong", "hello", "acked"):
             log.debug("%s: unexpected message %r", self.name, msg)
+
+    def _push(self, msg: dict[str, Any]) -> None:
+        note_id = int(msg.get("id", -1))
+        if note_id in self.seen_pushes:
+            return
+        self.seen_pushes.add(note_id)
+        self.stats.pushes += 1
+        if self.on_push is not None:
+            try:
+                self.on_push(self.name, msg)
+            except Exception:  # a broken callback must not stop the shopper
+                log.exception("%s: on_push callback failed", self.name)
 
     def _receipt(self, msg: dict[str, Any]) -> None:
         self.stats.fixes_accepted += int(msg.get("accepted") or 0)
@@ -164,8 +201,16 @@ class Shopper:
                     if hello.get("type") != "hello":
                         self._error(f"expected hello, got {hello!r}")
                     failures = 0
-                    if await self._ws_session(ws):
-                        return
+                    try:
+                        if await self._ws_session(ws):
+                            return
+                    except _Backgrounded:
+                        await ws.close()
+                        start, seconds = self.background  # type: ignore[misc]
+                        self.background = None
+                        self.stats.backgrounded += 1
+                        await self.clock.sleep_until(start + seconds)
+                        continue  # back in the foreground: reconnect, queued fixes go as one batch
                     raise _Dropped(ws.close_code)
             except (_Dropped, ConnectionClosed) as exc:
                 rcvd = getattr(exc, "rcvd", None)
@@ -199,7 +244,7 @@ class Shopper:
             done, _ = await asyncio.wait({recv, send}, return_when=asyncio.FIRST_COMPLETED)
             if send not in done:
                 return False
-            send.result()  # surfaces a send error as a dropped connection
+            send.result()  # surfaces a send error as a dropped connection, and a switch to background
             end = time.monotonic() + DRAIN_S
             while self.awaiting and time.monotonic() < end and not recv.done():
                 await asyncio.sleep(0.05)
@@ -221,10 +266,14 @@ class Shopper:
                 continue
             if isinstance(msg, dict):
                 self._handle(msg, time.monotonic())
+                if msg.get("type") == "notification":  # shown: ack it, repeats included
+                    await ws.send(json.dumps({"type": "ack", "ids": [msg.get("id")]}))
 
     async def _ws_send(self, ws: Any) -> None:
         fixes = self.fixes
         while self.next < len(fixes):
+            if self.background is not None and fixes[self.next].t >= self.background[0]:
+                raise _Backgrounded
             now = time.monotonic()
             due = self.next
             while due < len(fixes) and due - self.next < MAX_BATCH and self.clock.due(fixes[due].t) <= now:

@@ -48,6 +48,8 @@ class ShopperStats:
     events: list[ShopperEvent] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     reconnects: int = 0
+    pushes: int = 0  # notifications shown from the websocket (each once)
+    backgrounded: int = 0
     failed: bool = False
 
 
@@ -77,6 +79,8 @@ class RunSummary:
     errors: list[str]
     failed_shoppers: list[str]
     reconnects: int
+    pushes: int  # notifications shown from the websocket
+    backgrounded: int  # times a shopper put the app in the background
     wall_s: float
     simulated_s: float
 
@@ -117,6 +121,7 @@ class RunSummary:
             errors=[f"{s.name}: {e}" for s in stats for e in s.errors],
             failed_shoppers=[s.name for s in stats if s.failed],
             reconnects=sum(s.reconnects for s in stats),
+            pushes=sum(s.pushes for s in stats), backgrounded=sum(s.backgrounded for s in stats),
             wall_s=wall_s, simulated_s=simulated_s,
         )
 
@@ -146,6 +151,7 @@ class RunSummary:
                if self.fixes_dropped else ""),
             f"latency over {self.latencies} events: p50 {ms(self.latency_p50_ms)}, "
             f"p95 {ms(self.latency_p95_ms)}, max {ms(self.latency_max_ms)}",
+            f"pushes shown from the websocket: {self.pushes}; app sent to background {self.backgrounded} time(s)",
             f"reconnects: {self.reconnects}, errors: {len(self.errors)}, failed shoppers: "
             f"{len(self.failed_shoppers)}",
         ]

@@ -6,6 +6,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import numpy as np
@@ -48,6 +49,13 @@ def _fixes(venue: Venue, name: str, walk: list[Sample], start: float, clock: Clo
     ]
 
 
+def _background(i: int, every: int, start: float, walk: list[Sample]) -> tuple[float, float] | None:
+    """From 40 % into the walk, four simulated minutes away from the app, for every ``every``-th shopper."""
+    if every <= 0 or (i + 1) % every:
+        return None
+    return start + 0.4 * walk[-1].t_offset_s, 240.0
+
+
 async def _check_server(http: httpx.AsyncClient, server: str) -> None:
     try:
         resp = await http.get(f"{server}/healthz")
@@ -70,6 +78,8 @@ async def run_shoppers(
     max_duration_s: float | None = None,
     sample_interval_s: float = 1.0,
     batch_s: float = 10.0,
+    on_push: Callable[[str, dict[str, Any]], None] | None = None,
+    background_every: int = 0,
 ) -> RunSummary:
     """Walk simulated shoppers through a venue against a server and return the run's totals."""
     # StubError only when the run cannot start; a shopper's own failure is counted in the summary.
@@ -103,6 +113,7 @@ async def run_shoppers(
                 _fixes(venue, f"shopper-{i + 1}", walk, float(start), clock, seed * 100_003 + i + 7),
                 http=http, server_url=server, venue_slug=slug, clock=clock, transport=transport,
                 batch_s=batch_s, deadline=deadline, on_event=on_event, level_label=venue.level_label,
+                on_push=on_push, background=_background(i, background_every, float(start), walk),
             )
             for i, (walk, start) in enumerate(zip(walks, starts, strict=True))
         ]

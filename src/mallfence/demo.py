@@ -1,24 +1,33 @@
 """`mallfence demo`: the sample mall, a live server and simulated shoppers, all on this machine.
 
-Embedded default only: a fresh SQLite file under ./var, the server on 127.0.0.1 in a thread,
-mobile_stub shoppers walking the mall over websockets. Prints each event as it arrives and a
-summary at the end.
+Embedded default only: a fresh SQLite file under ./var, the server on 127.0.0.1 in a thread, the
+local FCM server standing in for Firebase, mobile_stub shoppers walking the mall over websockets
+(every third one puts the app in the background for a while), and an operator who pushes an offer
+to everyone in the food court every few seconds. Prints each event and push as it arrives, then a
+summary.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 from mallfence.cli import import_file
 from mallfence.config import Settings
+from mallfence.delivery.fcm_local import LocalFcm
 from mallfence.errors import DomainError, Invalid
 from mallfence.server import BackgroundServer
 
 DEMO_DB = Path("var/demo.db")
-_COLOURS = {"enter": "\033[32m", "dwell": "\033[33m", "exit": "\033[36m"}
+_COLOURS = {"enter": "\033[32m", "dwell": "\033[33m", "exit": "\033[36m", "push": "\033[35m"}
+OFFER_EVERY_S = 5.0  # wall seconds between two operator pushes to the food court
 
 
 def run_demo(*, shoppers: int, speedup: float, seed: int, venue_file: str, duration_s: float | None) -> int:
@@ -30,38 +39,98 @@ def run_demo(*, shoppers: int, speedup: float, seed: int, venue_file: str, durat
         return 2
     for stale in DEMO_DB.parent.glob(DEMO_DB.name + "*"):
         stale.unlink()
-    settings = Settings(database_url=f"sqlite:///{DEMO_DB}")
-    try:
-        summary = import_file(settings, path, None)
-    except (Invalid, DomainError) as exc:
-        print(f"cannot load {path}: {exc}", file=sys.stderr)
-        return 2
-    slug = _slug(path)
-    print(f"loaded {path}: {summary.zones} zones, {summary.stores} stores, {summary.levels_created} levels")
-
-    colour = sys.stdout.isatty()
-    started = time.monotonic()
-
-    def show(ev: ShopperEvent) -> None:
-        line = f"[{time.monotonic() - started:6.1f}s] {ev.format()}"
-        if colour:
-            line = f"{_COLOURS.get(ev.kind, '')}{line}\033[0m"
-        print(line, flush=True)
-
-    with BackgroundServer(settings) as url:
-        print(f"mallfence serving on {url} (OpenAPI at {url}/docs); {shoppers} shoppers at {speedup:g}x speed\n")
+    with LocalFcm() as fcm:
+        settings = Settings(database_url=f"sqlite:///{DEMO_DB}", fcm_credentials_file=fcm.credentials_file,
+                            fcm_base_url=fcm.url, ack_timeout_s=10.0)
         try:
-            result = asyncio.run(run_shoppers(url, slug, shoppers=shoppers, speedup=speedup, seed=seed,
-                                              on_event=show, max_duration_s=duration_s))
-        except StubError as exc:
-            print(f"demo failed: {exc}", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt:
-            print("\ninterrupted")
-            return 130
-    print()
-    print(result.format())
+            summary = import_file(settings, path, None)
+        except (Invalid, DomainError) as exc:
+            print(f"cannot load {path}: {exc}", file=sys.stderr)
+            return 2
+        slug = _slug(path)
+        print(f"loaded {path}: {summary.zones} zones, {summary.stores} stores, {summary.levels_created} levels")
+        colour = sys.stdout.isatty()
+        started = time.monotonic()
+
+        printing = threading.Lock()  # shoppers, the operator and the FCM watcher print from different threads
+
+        def say(kind: str, text: str) -> None:
+            line = f"[{time.monotonic() - started:6.1f}s] {text}"
+            with printing:
+                print(f"{_COLOURS.get(kind, '')}{line}\033[0m" if colour else line, flush=True)
+
+        def show(ev: ShopperEvent) -> None:
+            say(ev.kind, ev.format())
+
+        def ws_push(shopper: str, msg: dict[str, Any]) -> None:
+            say("push", f"{shopper:<12} push   via websocket: {msg.get('title')} (#{msg.get('id')})")
+
+        with BackgroundServer(settings) as url:
+            print(f"mallfence serving on {url} (OpenAPI at {url}/docs); local FCM at {fcm.url}")
+            print(f"{shoppers} shoppers at {speedup:g}x speed; an operator pushes a food-court offer every "
+                  f"{OFFER_EVERY_S:g} s\n")
+            stop = threading.Event()
+            helpers = [threading.Thread(target=_operator, args=(url, slug, stop, say), daemon=True),
+                       threading.Thread(target=_watch_fcm, args=(fcm, stop, say), daemon=True)]
+            for t in helpers:
+                t.start()
+            try:
+                result = asyncio.run(run_shoppers(url, slug, shoppers=shoppers, speedup=speedup, seed=seed,
+                                                  on_event=show, on_push=ws_push, background_every=3,
+                                                  max_duration_s=duration_s))
+            except StubError as exc:
+                print(f"demo failed: {exc}", file=sys.stderr)
+                return 1
+            except KeyboardInterrupt:
+                print("\ninterrupted")
+                return 130
+            finally:
+                stop.set()
+                for t in helpers:
+                    t.join(timeout=5)
+            statuses = Counter(n["status"] for n in httpx.get(f"{url}/v1/venues/{slug}/notifications",
+                                                              params={"limit": 500}).json())
+        print()
+        print(result.format())
+        print(f"notifications: {dict(statuses)}; FCM received {len(fcm.received)} message(s)")
     return 0 if result.ok and result.events else 1
+
+
+def _operator(url: str, slug: str, stop: threading.Event, say: Any) -> None:
+    """Plays the mall operator: pushes a fresh offer to whoever is in the food court right now."""
+    zones = httpx.get(f"{url}/v1/venues/{slug}/zones", params={"kind": "food_court"}).json()
+    venue_zones = httpx.get(f"{url}/v1/venues/{slug}/zones", params={"kind": "venue"}).json()
+    if not zones:
+        return
+    round_ = 0
+    while not stop.wait(OFFER_EVERY_S):
+        round_ += 1
+        if round_ == 4 and venue_zones:  # one announcement to everyone in the mall, backgrounded apps too
+            note = {"zone_id": venue_zones[0]["id"], "title": "Late opening tonight: shops open until 22:00",
+                    "body": "Enjoy the evening at Harbourside.", "category": "operator", "dedupe_key": "demo-late"}
+            sent = httpx.post(f"{url}/v1/venues/{slug}/notifications", json=note).json()
+            say("push", f"operator     push   '{note['title']}' to {sent.get('devices', 0)} shopper(s) in the mall")
+        body = {"zone_id": zones[0]["id"], "title": f"Happy hour #{round_}: two coffees for one",
+                "body": "Show this at any food court counter in the next 30 minutes.", "category": "marketing",
+                "ttl_s": 1800, "dedupe_key": f"demo-happy-hour-{round_}", "collapse_key": "food-court-offer"}
+        sent = httpx.post(f"{url}/v1/venues/{slug}/notifications", json=body).json()
+        if sent.get("devices"):
+            say("push", f"operator     push   '{body['title']}' to {sent['devices']} shopper(s) in the food court")
+
+
+def _watch_fcm(fcm: LocalFcm, stop: threading.Event, say: Any) -> None:
+    """Prints what reaches the local FCM server: pushes for apps that were not on the websocket."""
+    seen = 0
+    while True:
+        stopping = stop.wait(0.2)
+        received = fcm.received
+        for message in received[seen:]:
+            token = message.target
+            shopper = token.removeprefix("stub-").rsplit("-", 1)[0] if token.startswith("stub-") else token[:12]
+            say("push", f"{shopper:<12} push   via FCM (app in background): {message.notification.get('title')}")
+        seen = len(received)
+        if stopping:
+            return
 
 
 def _slug(path: Path) -> str:
