@@ -30,14 +30,13 @@ from pathlib import Path
 import numpy as np
 from shapely.geometry import Point, box, shape
 
-from mallfence.spatial.beacons import (
+from mallfence.spatial.beacon_keys import (
     EDDYSTONE_LOSS_0_TO_1M_DB,
-    BeaconMap,
-    beacons_from_geojson,
     eddystone_key,
     eddystone_power_1m,
     ibeacon_key,
 )
+from mallfence.spatial.beacons import BeaconMap, beacons_from_geojson
 from mallfence.spatial.projection import LocalProjection
 
 HERE = Path(__file__).resolve().parent

@@ -10,16 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mallfence.spatial.beacon_keys import eddystone_key, eddystone_power_1m, ibeacon_key, parse_beacon_key
 from mallfence.spatial.beacons import (
     Beacon,
     BeaconMap,
     RssiSmoother,
     beacons_from_geojson,
-    eddystone_key,
-    eddystone_power_1m,
-    ibeacon_key,
     locate,
-    parse_beacon_key,
     rssi_to_distance,
 )
 from mallfence.spatial.projection import LocalProjection

@@ -1,4 +1,6 @@
-"""Indoor positioning from Bluetooth beacon scans: keys, RSSI smoothing, floor vote, range fit.
+"""Indoor positioning from Bluetooth beacon scans: RSSI smoothing, floor vote, range fit.
+
+Beacon identities (iBeacon, Eddystone-UID keys) live in ``beacon_keys``.
 
 Pure and synchronous like the rest of ``spatial``: the caller owns the per-device ``RssiSmoother``
 (small, clonable, a plain dict away from Redis) and the venue's ``BeaconMap`` (built once).
@@ -12,7 +14,6 @@ through the geometry and is calibrated on bench/beacons.py (~70 % of fixes lie w
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from mallfence.spatial.beacon_keys import parse_beacon_key
+
 MIN_RANGE_M, MAX_RANGE_M = 0.3, 40.0  # beyond 40 m indoor RSSI says "far", not how far
-EDDYSTONE_LOSS_0_TO_1M_DB = 41.0  # Eddystone calibrates at 0 m; free-space loss to 1 m at 2.4 GHz
 NOISE_FLOOR_DBM = -100.0  # a beacon's floor-vote weight is its margin above this
 MIN_ACCURACY_M, MAX_ACCURACY_M = 1.0, 30.0
 # Range noise (dB on a smoothed reading): shadowing averages down with the readings in the window,
@@ -33,53 +35,7 @@ SIGMA_READING_DB, SIGMA_MODEL_DB = 5.0, 3.0
 ACCURACY_SCALE, ACCURACY_FLOOR_M = 1.5, 2.0
 PRIOR_RANGE_FRACTION = 0.3  # sigma of the prior around the weighted centroid, as a share of the typical range
 _PRIOR_DOF = 3.0  # the residuals' verdict on the noise is shrunk towards 1 with this many pseudo-observations
-_HEX = re.compile(r"[0-9a-f]+")
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32}")
 _REAL = (int, float)  # numpy floats subclass float; bool is excluded separately
-
-
-def ibeacon_key(uuid: str, major: int, minor: int) -> str:
-    """``ibeacon:<uuid lowercase, dashed>:<major>:<minor>``; the UUID may come with or without dashes."""
-    if not isinstance(uuid, str) or not _UUID.fullmatch(uuid.strip().lower()):
-        raise ValueError(f"iBeacon UUID must be 32 hex digits, dashed 8-4-4-4-12 or plain; got {uuid!r}")
-    h = uuid.strip().lower().replace("-", "")
-    for name, v in (("major", major), ("minor", minor)):
-        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 0xFFFF:
-            raise ValueError(f"iBeacon {name} must be an integer in 0..65535; got {v!r}")
-    return f"ibeacon:{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}:{major}:{minor}"
-
-
-def _hex(value: str, n_bytes: int, what: str) -> str:
-    v = value.strip().lower() if isinstance(value, str) else ""
-    if len(v) != 2 * n_bytes or not _HEX.fullmatch(v):
-        raise ValueError(f"Eddystone {what} must be {n_bytes} bytes = {2 * n_bytes} hex digits; got {value!r}")
-    return v
-
-
-def eddystone_key(namespace: str, instance: str) -> str:
-    """``eddystone:<namespace, 20 hex>:<instance, 12 hex>``, lowercase."""
-    return f"eddystone:{_hex(namespace, 10, 'namespace')}:{_hex(instance, 6, 'instance')}"
-
-
-def eddystone_power_1m(tx_power_0m: float) -> float:
-    """Eddystone frames carry the power measured at 0 m; the path-loss model wants it at 1 m."""
-    if isinstance(tx_power_0m, bool) or not isinstance(tx_power_0m, _REAL) or not -100 <= tx_power_0m <= 20:
-        raise ValueError(f"Eddystone tx power at 0 m must be a number in -100..20 dBm; got {tx_power_0m!r}")
-    return float(tx_power_0m) - EDDYSTONE_LOSS_0_TO_1M_DB
-
-
-def parse_beacon_key(text: str) -> str:
-    """Canonical form of a beacon key (case, UUID dashes, leading zeros); ValueError when malformed."""
-    parts = text.strip().split(":") if isinstance(text, str) else [""]
-    kind = parts[0].lower()
-    if kind == "ibeacon" and len(parts) == 4:
-        major, minor = parts[2].strip(), parts[3].strip()
-        if not (major.isascii() and major.isdigit() and minor.isascii() and minor.isdigit()):
-            raise ValueError(f"iBeacon major/minor must be decimal integers: {text!r}")
-        return ibeacon_key(parts[1], int(major), int(minor))
-    if kind == "eddystone" and len(parts) == 3:
-        return eddystone_key(parts[1], parts[2])
-    raise ValueError(f"not a beacon key (ibeacon:<uuid>:<major>:<minor> or eddystone:<ns>:<inst>): {text!r}")
 
 
 def rssi_to_distance(rssi: Any, power_1m: Any, path_loss_exponent: float = 2.5) -> np.ndarray:
