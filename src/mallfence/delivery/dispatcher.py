@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from mallfence.delivery import webhooks
 from mallfence.delivery.fcm import FcmSender, PushMessage, PushResult
 from mallfence.delivery.models import DeliveryAttempt, Notification, PushToken
 
@@ -123,6 +124,7 @@ class Dispatcher:
             return 0
         with self._sessions() as session, session.begin():
             notes = list(session.scalars(select(Notification).where(Notification.id.in_([n.id for n in batch]))))
+            before = {n.id: (n.status, n.sent_at) for n in notes}  # webhooks hook
             fcm: list[Notification] = []
             for note in notes:
                 if note.lease_owner != self.owner:
@@ -132,6 +134,10 @@ class Dispatcher:
             for note in notes:
                 if note.lease_owner == self.owner:
                     note.lease_owner, note.lease_until = None, None
+            # webhooks hook: notification.* events commit with the status changes they report
+            hooked = webhooks.enqueue_notification_outcomes(session, webhooks.notification_outcomes(notes, before))
+        if hooked:  # webhooks hook
+            webhooks.wake_dispatchers()
         return len(batch)
 
     def _attempt(self, session: Session, note: Notification, channel: str, outcome: str, reason: str | None,

@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from mallfence.delivery import schemas
+from mallfence.delivery import schemas, webhooks
 from mallfence.delivery.models import DeliveryAttempt, Notification, PushToken
 from mallfence.devices.models import Device
 from mallfence.errors import NotFound
@@ -105,6 +105,7 @@ def acknowledge(session: Session, *, device_id: str, ids: Iterable[int]) -> int:
     for note in rows:
         note.status, note.delivered_at, note.next_attempt_at = "delivered", now, now
         session.add(DeliveryAttempt(notification_id=note.id, channel=note.channel or "ws", outcome="acked", at=now))
+    webhooks.enqueue_notification_outcomes(session, [(n, "notification.delivered") for n in rows])
     session.flush()
     return len(rows)
 

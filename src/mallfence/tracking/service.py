@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from mallfence.db import transaction
+from mallfence.delivery import webhooks
 from mallfence.devices.models import Device
 from mallfence.errors import Invalid, Issue
 from mallfence.presence.machine import PresenceEvent, expire, observe
@@ -105,6 +106,7 @@ def ingest(rt: Runtime, *, device: Device, fixes: Sequence[FixIn], source: str =
             else:
                 produced.extend((e, fix) for e in events)
         out: list[EventOut] = []
+        hooked = 0
         # Most fixes change nothing: no transaction (and no fsync) for them.
         if produced or rt.states.due_touch(device.id, LAST_SEEN_EVERY_S):
             with transaction(rt.sessions) as session:
@@ -114,7 +116,12 @@ def ingest(rt: Runtime, *, device: Device, fixes: Sequence[FixIn], source: str =
                                 .values(last_seen_at=datetime.now(UTC)))
                 session.flush()
                 out = [_event_out(row, snapshot) for row in rows]
+                # webhooks hook: deliveries commit (or roll back) with their events
+                hooked = webhooks.enqueue_events(session, venue_id=device.venue_id, venue=snapshot.slug,
+                                                 device_id=device.id, events=out)
         rt.states.put(device.id, state)
+    if hooked:  # webhooks hook
+        webhooks.wake_dispatchers()
     publish(rt, device.id, out)
     dropped.sort(key=lambda d: d.index)
     return IngestOut(accepted=len(fixes) - len(dropped), dropped=dropped, events=out)
@@ -143,7 +150,12 @@ def expire_silent(rt: Runtime) -> int:
                 session.add_all(rows)
                 session.flush()
                 out = [_event_out(row, snapshot) for row in rows]
+                # webhooks hook: deliveries commit (or roll back) with their events
+                hooked = webhooks.enqueue_events(session, venue_id=device.venue_id, venue=snapshot.slug,
+                                                 device_id=device.id, events=out)
             rt.states.put(device_id, state)
+        if hooked:  # webhooks hook
+            webhooks.wake_dispatchers()
         publish(rt, device_id, out)
         count += len(out)
     return count
