@@ -37,6 +37,24 @@ class Settings(BaseSettings):
     ack_timeout_s: float = Field(30.0, gt=0)
     dispatch_poll_s: float = Field(0.5, gt=0)
 
+    # Replicas. Set redis_url to run several API processes sharing one database and one Redis: device
+    # presence, websocket routing and zone-change notices then live in Redis. Unset, all is in process.
+    redis_url: str | None = None  # redis://127.0.0.1:6379/0
+    redis_prefix: str = "mf:"  # every key and channel starts with it: several deployments per Redis
+    # A device silent this long has its presence forgotten (refreshed on every accepted fix).
+    redis_state_ttl_s: int = Field(3 * 86400, ge=60)
+    # Longest a replica waits for another one to finish a batch of the same device (then: 503, retry).
+    redis_lock_wait_s: float = Field(5.0, gt=0)
+    # A replica that dies holding a device's lock blocks that device for at most this long.
+    redis_lock_ttl_s: float = Field(30.0, gt=0)
+    # "device has a websocket on replica R" is forgotten this long after R stops refreshing it.
+    redis_socket_ttl_s: float = Field(60.0, ge=3)
+
+    # Webhooks out. Any number of processes may deliver (rows are leased); off for API-only replicas.
+    webhooks_enabled: bool = True
+    webhook_poll_s: float = Field(1.0, gt=0)
+    webhook_timeout_s: float = Field(5.0, gt=0)
+
     @field_validator("database_url")
     @classmethod
     def _known_backend(cls, v: str) -> str:

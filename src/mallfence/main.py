@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
@@ -20,9 +21,10 @@ from mallfence.delivery.dispatcher import Dispatcher, DispatchPolicy
 from mallfence.delivery.fcm import FcmSender
 from mallfence.delivery.router import devices as push_router
 from mallfence.delivery.router import venues as notifications_router
+from mallfence.delivery.webhook_dispatcher import WebhookDispatcher, WebhookPolicy
+from mallfence.delivery.webhook_router import router as webhooks_router
 from mallfence.devices.router import router as devices_router
-from mallfence.presence.store import InMemoryStateStore
-from mallfence.runtime import Runtime
+from mallfence.runtime import Runtime, shared_parts
 from mallfence.tracking import service as tracking_service
 from mallfence.tracking.hub import Hub
 from mallfence.tracking.router import router as tracking_router
@@ -37,10 +39,15 @@ def build_runtime(settings: Settings) -> Runtime:
     if settings.auto_migrate:
         migrate.upgrade(engine)
     sessions = make_session_factory(engine)
-    snapshots = SnapshotRegistry(sessions)
+    # Names this process on the bus and in the socket directory; new on every start, so a restarted
+    # replica never receives pushes meant for the sockets its previous life held.
+    replica_id = uuid.uuid4().hex[:12]
+    shared = shared_parts(settings)  # in process, or in Redis when MALLFENCE_REDIS_URL is set
+    snapshots = SnapshotRegistry(sessions, bus=shared.bus, replica_id=replica_id)
     snapshots.load_all()
     return Runtime(settings=settings, engine=engine, sessions=sessions, snapshots=snapshots,
-                   states=InMemoryStateStore(), hub=Hub())
+                   states=shared.states, hub=Hub(replica_id=replica_id, bus=shared.bus, directory=shared.directory),
+                   bus=shared.bus, replica_id=replica_id, closers=shared.closers)
 
 
 async def _sweep(rt: Runtime) -> None:
@@ -71,6 +78,7 @@ def create_app(settings: Settings | None = None, *, fcm_sender: FcmSender | None
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rt = await run_in_threadpool(build_runtime, settings)
         rt.hub.bind(asyncio.get_running_loop())
+        rt.bus.start()
         app.state.runtime = rt
         sender = fcm_sender if fcm_sender is not None else build_sender(settings)
         if settings.dispatcher_enabled:
@@ -79,6 +87,10 @@ def create_app(settings: Settings | None = None, *, fcm_sender: FcmSender | None
                 policy=DispatchPolicy(ack_timeout_s=settings.ack_timeout_s), poll_s=settings.dispatch_poll_s,
             )
             rt.dispatcher.start()
+        if settings.webhooks_enabled:
+            rt.webhooks = WebhookDispatcher(rt.sessions, policy=WebhookPolicy(timeout_s=settings.webhook_timeout_s),
+                                            poll_s=settings.webhook_poll_s)
+            rt.webhooks.start()
         sweeper = asyncio.create_task(_sweep(rt))
         try:
             yield
@@ -86,8 +98,11 @@ def create_app(settings: Settings | None = None, *, fcm_sender: FcmSender | None
             sweeper.cancel()
             if rt.dispatcher is not None:
                 await run_in_threadpool(rt.dispatcher.stop)
+            if rt.webhooks is not None:
+                await run_in_threadpool(rt.webhooks.stop)  # waits for at most one request in flight
             if sender is not None and fcm_sender is None:
                 sender.close()
+            await run_in_threadpool(rt.close)
             rt.engine.dispose()
 
     app = FastAPI(
@@ -118,4 +133,5 @@ def create_app(settings: Settings | None = None, *, fcm_sender: FcmSender | None
     app.include_router(tracking_router)
     app.include_router(push_router)
     app.include_router(notifications_router)
+    app.include_router(webhooks_router)
     return app

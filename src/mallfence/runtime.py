@@ -2,19 +2,76 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from mallfence.bus import Bus, LocalBus
 from mallfence.config import Settings
+from mallfence.presence.machine import DeviceState
 from mallfence.presence.store import InMemoryStateStore
-from mallfence.tracking.hub import Hub
+from mallfence.tracking.hub import Directory, Hub
 from mallfence.venues.snapshot import SnapshotRegistry
 
 if TYPE_CHECKING:
     from mallfence.delivery.dispatcher import Dispatcher
+    from mallfence.delivery.webhook_dispatcher import WebhookDispatcher
+
+log = logging.getLogger("mallfence")
+
+
+class StateStore(Protocol):
+    """Where device presence lives between fixes: ``InMemoryStateStore`` or ``RedisStateStore``."""
+
+    def locked(self, device_id: str) -> AbstractContextManager[None]: ...
+
+    def get(self, device_id: str) -> DeviceState: ...
+
+    def put(self, device_id: str, state: DeviceState) -> None: ...
+
+    def due_touch(self, device_id: str, every_s: float) -> bool: ...
+
+    def silent_since(self, seconds: float) -> list[str]: ...
+
+    def devices_in_zone(self, zone_id: int) -> list[str]: ...
+
+    def forget(self, device_id: str) -> None: ...
+
+
+@dataclass
+class Shared:
+    """What replicas share: presence, the bus and the socket directory (all in process without Redis)."""
+
+    states: StateStore
+    bus: Bus
+    directory: Directory | None = None
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+
+def shared_parts(settings: Settings) -> Shared:
+    if not settings.redis_url:
+        return Shared(states=InMemoryStateStore(), bus=LocalBus())
+    # Imported here: a single-process install needs no Redis client.
+    from mallfence.bus import RedisBus
+    from mallfence.presence.redis_store import RedisSocketDirectory, RedisStateStore, connect
+
+    client = connect(settings.redis_url)
+    try:
+        client.ping()
+    except Exception as exc:  # start anyway: ingest answers 503 and the bus reconnects once Redis is up
+        log.warning("Redis at %s is not reachable yet (%s); presence requests fail until it is",
+                    settings.redis_url, exc)
+    p = settings.redis_prefix
+    states = RedisStateStore(client, prefix=p, ttl_s=settings.redis_state_ttl_s,
+                             lock_wait_s=settings.redis_lock_wait_s, lock_ttl_s=settings.redis_lock_ttl_s)
+    return Shared(states=states, bus=RedisBus(settings.redis_url, prefix=p),
+                  directory=RedisSocketDirectory(client, prefix=p, ttl_s=settings.redis_socket_ttl_s),
+                  closers=[client.close])
 
 
 @dataclass
@@ -23,10 +80,22 @@ class Runtime:
     engine: Engine
     sessions: sessionmaker[Session]
     snapshots: SnapshotRegistry
-    states: InMemoryStateStore
+    states: StateStore
     hub: Hub
     dispatcher: Dispatcher | None = field(default=None)
+    webhooks: WebhookDispatcher | None = field(default=None)
+    bus: Bus = field(default_factory=LocalBus)
+    replica_id: str = "local"
+    closers: list[Callable[[], None]] = field(default_factory=list)
 
     def wake_dispatcher(self) -> None:
         if self.dispatcher is not None:
             self.dispatcher.wake()
+
+    def close(self) -> None:
+        """Withdraw this replica's sockets, stop listening, close clients (the engine is the caller's)."""
+        for close in (self.hub.close, self.bus.close, self.snapshots.close, *self.closers):
+            try:
+                close()
+            except Exception:  # shutting down: close the rest regardless
+                log.exception("closing %r failed", close)

@@ -21,7 +21,6 @@ from mallfence.config import Settings
 from mallfence.delivery.dispatcher import Dispatcher, DispatchPolicy
 from mallfence.delivery.fcm import InMemorySender
 from mallfence.delivery.models import Notification, WebhookDelivery
-from mallfence.delivery.webhook_router import router as webhook_router
 from mallfence.delivery.webhook_dispatcher import WebhookDispatcher, WebhookPolicy
 from mallfence.delivery.webhooks import verify_signature
 from mallfence.main import create_app
@@ -103,10 +102,7 @@ def fcm() -> InMemorySender:
 def client(settings: Settings, fcm: InMemorySender) -> Iterator[TestClient]:
     """The app with no background dispatchers: tests run the passes themselves."""
     quiet = Settings(**{**settings.model_dump(), "dispatcher_enabled": False, "webhooks_enabled": False})
-    app = create_app(quiet, fcm_sender=fcm)
-    if not any(getattr(r, "path", "").startswith(webhook_router.prefix) for r in app.routes):
-        app.include_router(webhook_router)  # until main.py includes it
-    with TestClient(app) as c:
+    with TestClient(create_app(quiet, fcm_sender=fcm)) as c:
         yield c
 
 

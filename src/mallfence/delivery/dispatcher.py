@@ -122,6 +122,9 @@ class Dispatcher:
             batch = self.claim(session, now)
         if not batch:
             return 0
+        # Websocket pushes go out after the commit: an app that acks at once must find awaiting_ack stored,
+        # or our commit would overwrite its "delivered".
+        pushes: list[tuple[str, dict[str, object]]] = []
         with self._sessions() as session, session.begin():
             notes = list(session.scalars(select(Notification).where(Notification.id.in_([n.id for n in batch]))))
             before = {n.id: (n.status, n.sent_at) for n in notes}  # webhooks hook
@@ -129,13 +132,15 @@ class Dispatcher:
             for note in notes:
                 if note.lease_owner != self.owner:
                     continue  # someone took it over after our lease ran out
-                self._route(session, note, now, fcm)
+                self._route(session, note, now, fcm, pushes)
             self._send_fcm(session, fcm, now)
             for note in notes:
                 if note.lease_owner == self.owner:
                     note.lease_owner, note.lease_until = None, None
             # webhooks hook: notification.* events commit with the status changes they report
             hooked = webhooks.enqueue_notification_outcomes(session, webhooks.notification_outcomes(notes, before))
+        for device_id, message in pushes:
+            self._push_ws(device_id, [message])
         if hooked:  # webhooks hook
             webhooks.wake_dispatchers()
         return len(batch)
@@ -145,7 +150,8 @@ class Dispatcher:
         session.add(DeliveryAttempt(notification_id=note.id, channel=channel, outcome=outcome,
                                     reason=reason[:200] if reason else None, at=now))
 
-    def _route(self, session: Session, note: Notification, now: datetime, fcm: list[Notification]) -> None:
+    def _route(self, session: Session, note: Notification, now: datetime, fcm: list[Notification],
+               pushes: list[tuple[str, dict[str, object]]]) -> None:
         if note.expires_at <= now:
             note.status = "expired"
             self._attempt(session, note, note.channel or "none", "expired", "past expires_at before delivery", now)
@@ -158,7 +164,7 @@ class Dispatcher:
             note.status, note.channel, note.sent_at = "awaiting_ack", "ws", now
             note.attempts += 1
             note.next_attempt_at = now + timedelta(seconds=self.policy.ack_timeout_s)
-            self._push_ws(note.device_id, [ws_message(note)])
+            pushes.append((note.device_id, ws_message(note)))
             self._attempt(session, note, "ws", "sent", None, now)
             return
         fcm.append(note)

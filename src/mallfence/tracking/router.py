@@ -138,4 +138,6 @@ async def _handle(rt: Runtime, device: Device, text: str | None) -> dict[str, An
         result = await run_in_threadpool(service.ingest, rt, device=device, fixes=fixes)
     except Invalid as exc:
         return ws_message("error", code="invalid_fix", detail=_problem(exc))
+    except DomainError as exc:  # e.g. 503 while Redis is away: say so, keep the socket
+        return ws_message("error", code="unavailable" if exc.status_code == 503 else "rejected", detail=exc.message)
     return ws_message("receipt", accepted=result.accepted, dropped=[d.model_dump() for d in result.dropped])
