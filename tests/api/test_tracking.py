@@ -179,3 +179,18 @@ def test_silent_device_is_exited_by_the_sweep(client: TestClient, mall: dict) ->
     assert (last["kind"], last["reason"], last["zone"]["name"]) == ("exit", "timeout", "Books")
     # the next fix inside is a new visit
     assert kinds(post(client, device, auth, [fix(10, 10, 60)]).json()["events"]) == [("enter", "Books")]
+
+
+def test_sweep_forgets_unconfirmed_transitions(client: TestClient) -> None:
+    from mallfence.tracking.service import expire_silent
+
+    create_venue(client)
+    create_zone(client, "mall", STORE, name="Books", presence={"enter_debounce_s": 60})
+    rt = client.app.state.runtime
+    rt.settings.presence_timeout_s = 0.05
+    device, auth = register(client)
+    post(client, device, auth, [fix(10, 10, 0)])  # an enter pending, never confirmed
+    time.sleep(0.1)
+    assert rt.states.silent_since(0.05) == [device]
+    assert expire_silent(rt) == 0  # nothing was open: no exit event
+    assert rt.states.silent_since(0.05) == []  # and the device is not looked at again

@@ -138,7 +138,8 @@ def expire_silent(rt: Runtime) -> int:
         with rt.states.locked(device_id):
             state = rt.states.get(device_id)
             events = expire(state, "timeout")
-            if not events:
+            if not events:  # only transitions that never confirmed: drop them so the sweep stops looking
+                rt.states.put(device_id, state)
                 continue
             with transaction(rt.sessions) as session:
                 device = session.get(Device, device_id)
