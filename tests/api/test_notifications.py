@@ -111,12 +111,16 @@ def test_no_channel_waits_until_a_token_arrives(client, dispatcher, shopper, fcm
 def test_fcm_unavailable_is_retried_with_backoff_then_succeeds(client, dispatcher, shopper, fcm) -> None:
     device, auth = shopper
     add_token(client, device, auth)
-    fcm.answer(TOKEN, "retry", "UNAVAILABLE", retry_after_s=0.05)
+    fcm.answer(TOKEN, "retry", "UNAVAILABLE", retry_after_s=30)
     note_id = send(client, device_ids=[device])["created"][0]
+    before = datetime.now(UTC)
     dispatcher.run_once()
     pending = status(client, note_id)
     assert (pending["status"], pending["attempts"], pending["last_error"]) == ("pending", 1, "fcm: UNAVAILABLE")
-    assert dispatcher.run_once() == 0  # not due yet: the backoff (>= Retry-After) is respected
+    with client.app.state.runtime.sessions() as s:
+        due = s.get(Notification, note_id).next_attempt_at
+    assert due >= before + timedelta(seconds=30)  # the backoff is never sooner than Retry-After
+    assert dispatcher.run_once() == 0  # so it is not due yet
     fcm.answer(TOKEN, "sent")
     _wait_until_due(client, note_id)
     dispatcher.run_once()

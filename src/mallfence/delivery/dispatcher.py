@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mallfence.delivery import webhooks
 from mallfence.delivery.fcm import FcmSender, PushMessage, PushResult
 from mallfence.delivery.models import DeliveryAttempt, Notification, PushToken
+from mallfence.worker import PollingWorker
 
 log = logging.getLogger("mallfence.delivery")
 
@@ -53,7 +53,7 @@ def ws_message(note: Notification) -> dict[str, object]:
             "deep_link": note.deep_link, "category": note.category, "expires_at": note.expires_at.isoformat()}
 
 
-class Dispatcher:
+class Dispatcher(PollingWorker):
     """Sends the outbox. ``run_once`` for tests and tools; ``start`` runs it in a thread."""
 
     def __init__(
@@ -67,36 +67,10 @@ class Dispatcher:
         self._sender = sender
         self.policy = policy or DispatchPolicy()
         self.owner = owner or f"dispatcher-{uuid.uuid4().hex[:8]}"
-        self._poll_s = poll_s
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__(self.owner, poll_s)
 
-    # -- running --------------------------------------------------------------------------------
-    def wake(self) -> None:
-        """Something was enqueued: look now instead of at the next poll."""
-        self._wake.set()
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name=self.owner, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                busy = self.run_once()
-            except Exception:  # a bad pass must not end delivery; leases make the retry safe
-                log.exception("dispatch pass failed")
-                busy = 0
-            if not busy:
-                self._wake.wait(self._poll_s)
-                self._wake.clear()
+    def tick(self) -> int:
+        return self.run_once()
 
     # -- one pass ---------------------------------------------------------------------------------
     def claim(self, session: Session, now: datetime) -> list[Notification]:

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mallfence.delivery.models import WebhookEndpoint
 from mallfence.delivery.webhooks import USER_AGENT, D, _running, sign
+from mallfence.worker import PollingWorker
 
 log = logging.getLogger("mallfence.webhooks")
 
@@ -77,55 +78,39 @@ def _retry_after(value: str | None) -> float | None:
             return None
 
 
-class WebhookDispatcher:
+class WebhookDispatcher(PollingWorker):
     """Sends due webhook deliveries. ``run_once`` for tests and tools; ``start`` runs it in a thread."""
 
     def __init__(self, sessions: sessionmaker[Session], *, policy: WebhookPolicy | None = None,
                  poll_s: float = 1.0):
         self._sessions = sessions
         self.policy = policy or WebhookPolicy()
-        self._poll_s = poll_s
         self._http = httpx.Client(timeout=self.policy.timeout_s, follow_redirects=False,
                                   trust_env=self.policy.trust_env, headers={"User-Agent": USER_AGENT},
                                   limits=httpx.Limits(max_connections=4 * self.policy.workers))
         self._pool = ThreadPoolExecutor(self.policy.workers, thread_name_prefix="webhook")
         self._busy: set[int] = set()  # endpoints a worker of ours is sending to: not claimed again meanwhile
         self._lock = threading.Lock()
-        self._wake, self._stop = threading.Event(), threading.Event()
-        self._thread: threading.Thread | None = None
         self._pruned_at = 0.0
-
-    def wake(self) -> None:
-        self._wake.set()
+        super().__init__("webhook-dispatcher", poll_s)
 
     def start(self) -> None:
         _running.add(self)
-        self._thread = threading.Thread(target=self._loop, name="webhook-dispatcher", daemon=True)
-        self._thread.start()
+        super().start()
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 30.0) -> None:
         """Finish the requests in flight; rows not started are released for the next run."""
         _running.discard(self)
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        super().stop(timeout_s)
         self._pool.shutdown(wait=True)
         self._http.close()
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                claimed = self._pass(wait=False)
-                if time.monotonic() - self._pruned_at > 3600:
-                    self._pruned_at = time.monotonic()
-                    self.prune()
-            except Exception:  # a bad pass must not end delivery; leases make the retry safe
-                log.exception("webhook pass failed")
-                claimed = 0
-            if not claimed:
-                self._wake.wait(self._poll_s)
-                self._wake.clear()
+    def tick(self) -> int:
+        claimed = self._pass(wait=False)
+        if time.monotonic() - self._pruned_at > 3600:
+            self._pruned_at = time.monotonic()
+            self.prune()
+        return claimed
 
     def run_once(self) -> int:
         """Claim one batch and deliver it before returning; how many deliveries were claimed."""
