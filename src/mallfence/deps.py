@@ -53,11 +53,12 @@ def current_device(
 CurrentDevice = Annotated[Device, Depends(current_device)]
 
 
-def write_venue(rt: Runtime, slug: str, change: Callable[[Session, Venue], T]) -> T:
-    """Run ``change`` in one transaction, then rebuild the venue's zone index for everyone."""
+def write_venue(rt: Runtime, slug: str, change: Callable[[Session, Venue], T], *, rebuild: bool = True) -> T:
+    """Run ``change`` in one transaction, then (if it touched zones or levels) rebuild the venue's index everywhere."""
     with transaction(rt.sessions) as session:
         venue = venue_service.get_venue(session, slug=slug)
         venue_id = venue.id
         result = change(session, venue)
-    rt.snapshots.rebuild(venue_id)
+    if rebuild:
+        rt.snapshots.rebuild(venue_id)
     return result

@@ -127,7 +127,8 @@ def export_zones(slug: str, s: SessionDep) -> dict[str, Any]:
 # -- stores -------------------------------------------------------------------------------------
 @router.post("/{slug}/stores", status_code=201, response_model=schemas.StoreRecord)
 def create_store(slug: str, body: schemas.StoreIn, rt: RuntimeDep) -> schemas.StoreRecord:
-    return write_venue(rt, slug, lambda s, v: svc.store_out(svc.create_store(s, venue=v, data=body)))
+    return write_venue(rt, slug, lambda s, v: svc.store_out(svc.create_store(s, venue=v, data=body)),
+                       rebuild=False)
 
 
 @router.get("/{slug}/stores", response_model=list[schemas.StoreRecord])
@@ -145,10 +146,11 @@ def update_store(slug: str, store_id: int, body: schemas.StoreUpdate, rt: Runtim
     def change(s, v):
         return svc.store_out(svc.update_store(s, venue=v, store=svc.get_store(s, venue=v, store_id=store_id),
                                               data=body))
-    return write_venue(rt, slug, change)
+    return write_venue(rt, slug, change, rebuild=False)
 
 
 @router.delete("/{slug}/stores/{store_id}", status_code=204)
 def delete_store(slug: str, store_id: int, rt: RuntimeDep) -> Response:
-    write_venue(rt, slug, lambda s, v: svc.delete_store(s, store=svc.get_store(s, venue=v, store_id=store_id)))
+    write_venue(rt, slug, lambda s, v: svc.delete_store(s, store=svc.get_store(s, venue=v, store_id=store_id)),
+                rebuild=False)  # stores are not in the zone index
     return NO_CONTENT
