@@ -48,6 +48,10 @@ def only_local_network() -> Iterator[None]:
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(socket, "getaddrinfo", guarded)
+        # google-auth 2.63 looks the boundary up only when this is set (the earlier one our CI ran did it
+        # always). Set it, so every test here runs against the worst case: a deployment that sets it, or a
+        # release that enables it again.
+        mp.setenv("GOOGLE_SDK_EXPERIMENTAL_PYTHON_REGIONAL_ACCESS_BOUNDARY_LOOKUP_ENABLED", "true")
         yield
         time.sleep(0.2)  # let background threads (google-auth's) run before the verdict
     assert not REMOTE_HOSTS, f"something tried to reach {REMOTE_HOSTS}"
