@@ -356,7 +356,7 @@ def seed(sessions: Any, devices: int, ws_devices: int) -> tuple[int, list[str], 
     """A venue; every device with one FCM token; bearer tokens for the websocket ones. (venue, ids, ws (id, bearer))."""
     from mallfence.db import transaction
     from mallfence.delivery.models import PushToken
-    from mallfence.devices.models import Device
+    from mallfence.devices.models import Device, Shopper
     from mallfence.venues.models import Venue
 
     ids = [f"bench-{i:06d}" for i in range(devices)]
@@ -366,7 +366,9 @@ def seed(sessions: Any, devices: int, ws_devices: int) -> tuple[int, list[str], 
         venue = Venue(slug="bench-mall", name="Bench Mall", timezone="UTC", anchor_lon=-2.24, anchor_lat=53.48)
         s.add(venue)
         s.flush()
-        s.add_all(Device(id=d, venue_id=venue.id, platform="android",
+        s.add_all(Shopper(id=d, venue_id=venue.id) for d in ids)
+        s.flush()
+        s.add_all(Device(id=d, venue_id=venue.id, shopper_id=d, platform="android",
                          token_hash=hashlib.sha256((bearers.get(d) or d).encode()).hexdigest()) for d in ids)
         s.flush()
         s.add_all(PushToken(device_id=d, token=f"fcm-{d}", token_hash=hashlib.sha256(f"fcm-{d}".encode()).hexdigest(),

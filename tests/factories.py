@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -64,4 +65,41 @@ def fix(x: float, y: float, t: float, *, floor: int | None = 0, accuracy: float 
                             "ts": (start + timedelta(seconds=t)).isoformat()}
     if fix_id is not None:
         body["id"] = fix_id
+    return body
+
+
+# -- beacons, QR codes, staff ---------------------------------------------------------------------------
+UUID = "7b1e4f0c-5a2d-4c8e-9f3b-2d6a8e1c0b54"
+FLOOR_LOSS_DB = 18.0  # what a concrete slab takes off a beacon on another level
+
+
+def beacon_body(x: float, y: float, level: int, minor: int, **fields: Any) -> dict[str, Any]:
+    return {"uuid": UUID, "major": 1, "minor": minor, "position": list(lonlat(x, y)), "level": level,
+            "power_1m": -59.0, **fields}
+
+
+def add_beacons(client: TestClient, slug: str, spots: list[tuple[float, float, int]]) -> list[dict[str, Any]]:
+    """Beacons at local (x, y, level), minors 1, 2, ... in order."""
+    out = []
+    for minor, (x, y, level) in enumerate(spots, start=1):
+        r = client.post(f"/v1/venues/{slug}/beacons", json=beacon_body(x, y, level, minor))
+        assert r.status_code == 201, r.text
+        out.append(r.json())
+    return out
+
+
+def scan(beacons: list[dict[str, Any]], x: float, y: float, level: int, t: float, *, n: float = 2.5,
+         start: datetime | None = None, scan_id: str | None = None) -> dict[str, Any]:
+    """A noiseless scan heard at local (x, y) on ``level``: log-distance RSSI from each registered beacon
+    (``n`` the path-loss exponent), minus a slab per level between; below -100 dBm is not heard."""
+    readings = []
+    for b in beacons:
+        bx, by = PROJ.to_local([b["position"][0]], [b["position"][1]])
+        d = max(0.3, ((float(bx[0]) - x) ** 2 + (float(by[0]) - y) ** 2) ** 0.5)
+        rssi = b["power_1m"] - 10 * n * math.log10(d) - FLOOR_LOSS_DB * abs(b["level"] - level)
+        if rssi >= -100:
+            readings.append({"key": b["key"], "rssi": round(rssi, 1)})
+    body: dict[str, Any] = {"ts": ((start or START) + timedelta(seconds=t)).isoformat(), "beacons": readings}
+    if scan_id is not None:
+        body["id"] = scan_id
     return body

@@ -29,6 +29,13 @@ class Settings(BaseSettings):
     presence_timeout_s: float = Field(900.0, gt=0)
     presence_sweep_interval_s: float = Field(30.0, gt=0)
 
+    # In-store location. A beacon fix tells the floor: GPS fixes without one are matched on it this long.
+    floor_hint_beacon_s: float = Field(60.0, ge=0)
+    # A scanned QR code (or a staff scan) pins the floor for longer: it is ground truth, not an estimate.
+    floor_hint_qr_s: float = Field(300.0, ge=0)
+    # How long a shopper's identity code (shown for staff to scan) stays valid; the app fetches a new one.
+    identity_code_ttl_s: float = Field(60.0, ge=10, le=600)
+
     # Delivery. Without FCM credentials, pushes reach open apps only (the rest wait, then expire).
     fcm_credentials_file: str | None = None  # a Firebase service-account JSON
     fcm_base_url: str | None = None  # None = Google; http://127.0.0.1:… for the local FCM server

@@ -46,6 +46,22 @@ class Unauthorized(DomainError):
     status_code = 401
 
 
+class Forbidden(DomainError):
+    """Authenticated, but this caller may not do this (another venue's code, another store's staff)."""
+
+    status_code = 403
+
+
+class Gone(DomainError):
+    """It existed and is used up or expired (a one-time code scanned twice)."""
+
+    status_code = 410
+
+
+class PayloadTooLarge(DomainError):
+    status_code = 413
+
+
 class Invalid(DomainError):
     """One or more problems with the input; nothing was stored."""
 

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from mallfence import errors, migrate
 from mallfence.config import Settings
-from mallfence.db import make_engine, make_session_factory
+from mallfence.db import make_engine, make_session_factory, transaction
 from mallfence.delivery.dispatcher import Dispatcher, DispatchPolicy
 from mallfence.delivery.fcm import FcmSender
 from mallfence.delivery.router import devices as push_router
@@ -24,10 +24,17 @@ from mallfence.delivery.router import venues as notifications_router
 from mallfence.delivery.webhook_dispatcher import WebhookDispatcher, WebhookPolicy
 from mallfence.delivery.webhook_router import router as webhooks_router
 from mallfence.devices.router import router as devices_router
+from mallfence.devices.router import shoppers as shoppers_router
 from mallfence.runtime import Runtime, shared_parts
+from mallfence.staff import identity
+from mallfence.staff.router import devices as identity_router
+from mallfence.staff.router import operators as staff_accounts_router
+from mallfence.staff.router import staff as staff_router
 from mallfence.tracking import service as tracking_service
 from mallfence.tracking.hub import Hub
 from mallfence.tracking.router import router as tracking_router
+from mallfence.venues.beacon_router import router as beacons_router
+from mallfence.venues.qr_router import router as qr_router
 from mallfence.venues.router import router as venues_router
 from mallfence.venues.snapshot import SnapshotRegistry
 
@@ -50,14 +57,20 @@ def build_runtime(settings: Settings) -> Runtime:
                    bus=shared.bus, replica_id=replica_id, closers=shared.closers)
 
 
+def _purge_codes(rt: Runtime) -> int:
+    with transaction(rt.sessions) as session:
+        return identity.purge_expired(session)
+
+
 async def _sweep(rt: Runtime) -> None:
-    """Close visits of devices that went silent, every ``presence_sweep_interval_s``."""
+    """Close visits of devices that went silent and drop old identity codes, every ``presence_sweep_interval_s``."""
     while True:
         await asyncio.sleep(rt.settings.presence_sweep_interval_s)
-        try:
-            await run_in_threadpool(tracking_service.expire_silent, rt)
-        except Exception:  # the next sweep retries; a sweep must never kill the server
-            log.exception("presence sweep failed")
+        for task in (tracking_service.expire_silent, _purge_codes):
+            try:
+                await run_in_threadpool(task, rt)
+            except Exception:  # the next sweep retries; a sweep must never kill the server
+                log.exception("sweep task %s failed", task.__name__)
 
 
 def build_sender(settings: Settings) -> FcmSender | None:
@@ -129,8 +142,14 @@ def create_app(settings: Settings | None = None, *, fcm_sender: FcmSender | None
         return JSONResponse({"status": "ok"})
 
     app.include_router(venues_router)
+    app.include_router(beacons_router)
+    app.include_router(qr_router)
     app.include_router(devices_router)
+    app.include_router(shoppers_router)
     app.include_router(tracking_router)
+    app.include_router(identity_router)
+    app.include_router(staff_accounts_router)
+    app.include_router(staff_router)
     app.include_router(push_router)
     app.include_router(notifications_router)
     app.include_router(webhooks_router)

@@ -2,11 +2,13 @@
 
 from mallfence.db import Base
 from mallfence.delivery.models import DeliveryAttempt, Notification, PushToken, WebhookDelivery, WebhookEndpoint
-from mallfence.devices.models import Device
+from mallfence.devices.models import Device, Shopper
+from mallfence.staff.models import IdentityCode, StaffMember
 from mallfence.tracking.models import Event
-from mallfence.venues.models import Level, Store, Venue, Zone
+from mallfence.venues.models import Beacon, Level, QrCode, SigningKey, Store, Venue, Zone
 
 __all__ = [
-    "Base", "DeliveryAttempt", "Device", "Event", "Level", "Notification", "PushToken", "Store", "Venue",
-    "WebhookDelivery", "WebhookEndpoint", "Zone",
+    "Base", "Beacon", "DeliveryAttempt", "Device", "Event", "IdentityCode", "Level", "Notification", "PushToken",
+    "QrCode", "Shopper", "SigningKey", "StaffMember", "Store", "Venue", "WebhookDelivery", "WebhookEndpoint",
+    "Zone",
 ]

@@ -16,6 +16,7 @@ from mallfence.config import Settings
 from mallfence.presence.machine import DeviceState
 from mallfence.presence.store import InMemoryStateStore
 from mallfence.tracking.hub import Directory, Hub
+from mallfence.tracking.unknown import UnknownBeacons
 from mallfence.venues.snapshot import SnapshotRegistry
 
 if TYPE_CHECKING:
@@ -87,6 +88,7 @@ class Runtime:
     bus: Bus = field(default_factory=LocalBus)
     replica_id: str = "local"
     closers: list[Callable[[], None]] = field(default_factory=list)
+    unknown_beacons: UnknownBeacons = field(default_factory=UnknownBeacons)
 
     def wake_dispatcher(self) -> None:
         if self.dispatcher is not None:

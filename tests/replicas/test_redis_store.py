@@ -198,3 +198,22 @@ def test_redis_bus_reconnects_and_says_so(throwaway_redis: ThrowawayRedis, caplo
             bus.close()
     messages = [r.getMessage() for r in caplog.records if r.name == "mallfence.bus"]
     assert any("lost Redis" in m for m in messages) and any("Redis is back" in m for m in messages), messages
+
+
+def test_floor_hint_and_beacon_smoother_travel_between_replicas(client: redis.Redis, prefix: str) -> None:
+    """A device's beacon scans may reach any replica: the RSSI window and the floor go with its state."""
+    from mallfence.spatial.beacons import RssiSmoother
+
+    radio = RssiSmoother()
+    for t, rssi in ((1.0, -70.0), (2.0, -72.5), (2.5, -68.0)):
+        radio.add("ibeacon:7b1e4f0c-5a2d-4c8e-9f3b-2d6a8e1c0b54:1:1", rssi, t)
+    state = _state(2.5, z7=(True, 1.0, None, False))
+    state.floor_hint, state.radio = (1, 62.5), radio
+    a, b = RedisStateStore(client, prefix=prefix), RedisStateStore(client, prefix=prefix)
+    with a.locked("d1"):
+        a.put("d1", state.clone())
+    with b.locked("d1"):
+        got = b.get("d1")
+    assert got.floor_hint == (1, 62.5) and got.zones == state.zones and got.last_ts == 2.5
+    assert got.radio.to_dict() == radio.to_dict()
+    assert got.radio.estimates(3.0) == radio.estimates(3.0)

@@ -297,3 +297,63 @@ def test_no_flapping_standing_near_a_wall(d, seed):
     assert kinds.count(EventKind.ENTER) <= 1
     if d > 0:
         assert kinds.count(EventKind.ENTER) == 1
+
+
+# -- ground truth (QR codes, staff scans) ---------------------------------------------------------------
+def test_ground_truth_enters_at_once_whatever_the_debounce_and_accuracy():
+    state = DeviceState()
+    got = [brief(e) for e in observe(state, 10, 80.0, {}, SLOW, certain={A})]
+    assert got == [("enter", A, 10)] and state.inside_zones() == [A]
+
+
+def test_ground_truth_confirms_a_pending_enter_dated_at_its_first_fix():
+    state = DeviceState()
+    assert observe(state, 10, 5, {A: IN}, SLOW) == []  # pending, debounce 5 s
+    assert [brief(e) for e in observe(state, 12, 5, {}, SLOW, certain={A})] == [("enter", A, 10)]
+
+
+def test_ground_truth_cancels_a_pending_exit_and_still_needs_evidence_to_leave():
+    state = DeviceState()
+    play([(0, 5, {A: IN}), (6, 5, {A: IN}), (100, 5, {})], SLOW, state)  # exit pending since 100
+    assert observe(state, 110, 5, {}, SLOW, certain={A}) == []
+    assert play([(125, 5, {}), (129.9, 5, {})], SLOW, state) == []  # a new 20 s run starts at 125
+    assert play([(145, 5, {})], SLOW, state) == [("exit", A, 125, 125, "left")]  # the visit began at 0
+
+
+def test_ground_truth_for_a_zone_without_settings_is_ignored():
+    state = DeviceState()
+    assert observe(state, 1, 5, {}, SLOW, certain={99}) == [] and state.zones == {}
+
+
+def test_floor_hint_holds_until_its_time():
+    state = DeviceState(floor_hint=(2, 100.0))
+    assert (state.floor_at(50), state.floor_at(100), state.floor_at(100.5)) == (2, 2, None)
+    assert DeviceState().floor_at(0) is None
+    copy = state.clone()
+    assert copy.floor_hint == (2, 100.0) and copy.radio is None
+
+
+ground_steps = st.lists(
+    st.tuples(
+        st.floats(-2.0, 30.0),
+        st.sampled_from([3.0, 14.0, 60.0]),
+        st.dictionaries(st.sampled_from([A, B, C]), st.booleans(), max_size=3),
+        st.frozensets(st.sampled_from([A, B, C]), max_size=2),  # zones known for certain at this fix
+    ),
+    max_size=100,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(ground_steps, st.lists(st.sampled_from(KINDS), min_size=3, max_size=3))
+def test_streams_with_ground_truth_still_alternate_and_end_inside_the_certain_zones(steps, kinds):
+    cfgs = {z: DEFAULTS[k] for z, k in zip([A, B, C], kinds, strict=True)}
+    state, ts, settled = DeviceState(), 1000.0, {}
+    for dt, acc, ev, sure in steps:
+        ts += dt
+        got = observe(state, ts, acc, ev, cfgs, certain=sure)
+        if got is None:
+            ts = state.last_ts
+            continue
+        check_stream([brief(e) for e in got], settled)
+        assert sure <= set(state.inside_zones())

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-ZONE_EVENTS = ("zone.enter", "zone.exit", "zone.dwell")
+ZONE_EVENTS = ("zone.enter", "zone.exit", "zone.dwell", "qr.scanned", "staff.identified")
 NOTIFICATION_EVENTS = ("notification.sent", "notification.delivered", "notification.failed", "notification.expired")
 EVENT_TYPES = (*ZONE_EVENTS, *NOTIFICATION_EVENTS)  # what an endpoint may subscribe to ("ping" is test-only)
 

@@ -109,17 +109,22 @@ def _queue(session: Session, endpoints: Sequence[tuple[int, list[str]]], message
     return len(rows)
 
 
+EVENT_TYPE = {"qr_scan": "qr.scanned", "staff_scan": "staff.identified"}  # else zone.<kind>
+
+
 def enqueue_events(session: Session, *, venue_id: int, venue: str, device_id: str, events: Sequence[EventOut]) -> int:
-    """Queue zone.enter/exit/dwell for the venue's subscribed endpoints; returns how many deliveries."""
+    """Queue zone.enter/exit/dwell, qr.scanned and staff.identified for the venue's subscribed endpoints;
+    returns how many deliveries."""
     if not events:
         return 0
     endpoints = _subscribers(session, [venue_id]).get(venue_id)
     if not endpoints:
         return 0
     return _queue(session, endpoints, [envelope(
-        f"evt_{e.id}", f"zone.{e.kind}", venue,
-        {"device_id": device_id, "zone": e.zone.model_dump(), "at": e.at.isoformat(), "duration_s": e.duration_s,
-         "reason": e.reason, "source": e.source, "fix_id": e.fix_id}) for e in events])
+        f"evt_{e.id}", EVENT_TYPE.get(e.kind, f"zone.{e.kind}"), venue,
+        {"device_id": device_id, "zone": e.zone.model_dump() if e.zone else None, "at": e.at.isoformat(),
+         "duration_s": e.duration_s, "reason": e.reason, "source": e.source, "fix_id": e.fix_id,
+         **({"scan": e.data} if e.data else {})}) for e in events])
 
 
 def notification_outcomes(notes: Sequence[Notification],

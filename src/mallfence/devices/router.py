@@ -5,12 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from mallfence.db import transaction
-from mallfence.deps import RuntimeDep
+from mallfence.deps import CurrentDevice, RuntimeDep, SessionDep, write_venue
 from mallfence.devices import service
-from mallfence.devices.schemas import DeviceRegister, DeviceRegistered
+from mallfence.devices.schemas import ConsentIn, ConsentOut, DeviceRegister, DeviceRegistered, ShopperLink, ShopperOut
 from mallfence.venues import service as venue_service
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
+shoppers = APIRouter(prefix="/v1/venues/{slug}/shoppers", tags=["shoppers"])
 
 
 @router.post("", status_code=201, response_model=DeviceRegistered)
@@ -19,3 +20,24 @@ def register_device(body: DeviceRegister, rt: RuntimeDep) -> DeviceRegistered:
         venue = venue_service.get_venue(s, slug=body.venue)
         device, token = service.register(s, venue=venue, data=body)
         return DeviceRegistered(device_id=device.id, token=token, venue=venue.slug)
+
+
+@router.put("/{device_id}/consent", response_model=ConsentOut)
+def put_consent(body: ConsentIn, device: CurrentDevice, rt: RuntimeDep) -> ConsentOut:
+    """Record the shopper's current consent choices, with the time and the version of the text shown."""
+    with transaction(rt.sessions) as s:
+        return ConsentOut(**service.record_consent(s, device=device, data=body))
+
+
+@shoppers.put("/link", response_model=ShopperOut)
+def link_shopper(slug: str, body: ShopperLink, rt: RuntimeDep) -> ShopperOut:
+    """Your app backend: this install belongs to loyalty member ``loyalty_id`` (after the user logged in)."""
+    def change(s, v):
+        return service.shopper_out(s, shopper=service.link_shopper(s, venue=v, data=body))
+    return write_venue(rt, slug, change, rebuild=False)
+
+
+@shoppers.get("/{shopper_id}", response_model=ShopperOut)
+def get_shopper(slug: str, shopper_id: str, s: SessionDep) -> ShopperOut:
+    venue = venue_service.get_venue(s, slug=slug)
+    return service.shopper_out(s, shopper=service.get_shopper(s, venue=venue, shopper_id=shopper_id))

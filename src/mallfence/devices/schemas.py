@@ -20,3 +20,33 @@ class DeviceRegistered(BaseModel):
     device_id: str
     token: str = Field(description="bearer token for this device; shown once, store it on the device")
     venue: str
+
+
+class ConsentIn(BaseModel):
+    """The shopper's choices as the app recorded them, and the version of the consent text they saw."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    location: bool = Field(description="location tracking in the venue")
+    marketing: bool = Field(description="marketing pushes (offers); service messages need no consent")
+    analytics: bool = Field(description="use in aggregated analytics")
+    version: str = Field(min_length=1, max_length=32, description="version of the consent text shown")
+
+
+class ConsentOut(ConsentIn):
+    recorded_at: str
+
+
+class ShopperLink(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    device_id: str = Field(min_length=1, max_length=64)
+    loyalty_id: str = Field(min_length=1, max_length=64, description="the shopper's id in your loyalty system")
+    display_name: str | None = Field(None, min_length=1, max_length=100, description="how staff greet them")
+
+
+class ShopperOut(BaseModel):
+    id: str
+    loyalty_id: str | None
+    display_name: str | None
+    devices: list[str]

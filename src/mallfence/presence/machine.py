@@ -15,6 +15,8 @@ Rules, per zone:
 - fixes worse than max_accuracy_m neither advance nor reset anything for that zone: a noisy fix can
   neither create a visit nor end one (a silent device is ended by ``expire``).
 - a fix not newer than the last accepted one is dropped before anything else.
+- ground truth (a QR code scanned, staff identifying the shopper): zones named ``certain`` are
+  entered at once, whatever the debounce and accuracy; their exits still need the usual evidence.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class EventKind(StrEnum):
@@ -65,12 +68,24 @@ class ZonePresence:
 class DeviceState:
     last_ts: float | None = None
     zones: dict[int, ZonePresence] = field(default_factory=dict)
+    # The level the device is on, known from a beacon fix or a QR scan, and the device time it is
+    # trusted until: a GPS fix without a floor is matched on that level meanwhile.
+    floor_hint: tuple[int, float] | None = None
+    # The locator's memory between scans (the beacon RSSI smoother); opaque here, only cloned.
+    radio: Any = None
 
     def clone(self) -> DeviceState:
         return DeviceState(
             self.last_ts,
             {z: ZonePresence(p.inside, p.since, p.pending, p.dwell_fired) for z, p in self.zones.items()},
+            self.floor_hint,
+            self.radio.clone() if self.radio is not None else None,
         )
+
+    def floor_at(self, ts: float) -> int | None:
+        """The hinted level if the hint still holds at device time ``ts``."""
+        hint = self.floor_hint
+        return hint[0] if hint is not None and ts <= hint[1] else None
 
     def inside_zones(self) -> list[int]:
         return [z for z, p in self.zones.items() if p.inside]
@@ -82,16 +97,20 @@ def observe(
     accuracy_m: float,
     evidence: Mapping[int, bool],
     settings: Mapping[int, PresenceSettings],
+    certain: frozenset[int] | set[int] = frozenset(),
 ) -> list[PresenceEvent] | None:
-    """Apply one fix to ``state`` in place; the events it caused, or None if the fix is stale."""
+    """Apply one fix to ``state`` in place; the events it caused, or None if the fix is stale.
+
+    ``certain``: zones the device is known to be in at ``ts`` (entered now, no debounce, any accuracy).
+    """
     if (state.last_ts is not None and ts <= state.last_ts) or not math.isfinite(ts):
         return None
     state.last_ts = ts
     zones = state.zones
-    if not zones and not evidence:
+    if not zones and not evidence and not certain:
         return []
     events: list[PresenceEvent] = []
-    for zone_id in set(zones).union(evidence):
+    for zone_id in set(zones).union(evidence, certain):
         s = settings.get(zone_id)
         p = zones.get(zone_id)
         if s is None:  # zone deleted or deactivated since the device entered it
@@ -99,15 +118,16 @@ def observe(
                 events.append(_exit(zone_id, p, ts, "zone_removed"))
             zones.pop(zone_id, None)
             continue
-        if accuracy_m > s.max_accuracy_m:
+        sure = zone_id in certain
+        if accuracy_m > s.max_accuracy_m and not sure:
             if p is not None and p.inside:
                 _maybe_dwell(zone_id, p, ts, s, events)
             continue
-        inside = evidence.get(zone_id)  # True inside, False band, None outside the halo
+        inside = True if sure else evidence.get(zone_id)  # True inside, False band, None outside the halo
         if p is None or not p.inside:
             if inside:
                 start = p.pending if p is not None and p.pending is not None else ts
-                if ts - start >= s.enter_debounce_s:
+                if sure or ts - start >= s.enter_debounce_s:
                     p = zones[zone_id] = ZonePresence(True, since=start)
                     events.append(PresenceEvent(EventKind.ENTER, zone_id, start))
                     _maybe_dwell(zone_id, p, ts, s, events)

@@ -36,6 +36,7 @@ from redis.retry import Retry
 
 from mallfence.errors import DomainError
 from mallfence.presence.machine import DeviceState, ZonePresence
+from mallfence.spatial.beacons import RssiSmoother
 
 log = logging.getLogger("mallfence.presence")
 
@@ -133,13 +134,20 @@ return 0
 
 def encode(state: DeviceState) -> str:
     zones = {str(z): [int(p.inside), p.since, p.pending, int(p.dwell_fired)] for z, p in state.zones.items()}
-    return json.dumps({"t": state.last_ts, "z": zones}, separators=(",", ":"))
+    data: dict[str, object] = {"t": state.last_ts, "z": zones}
+    if state.floor_hint is not None:
+        data["f"] = list(state.floor_hint)
+    if state.radio is not None:
+        data["r"] = state.radio.to_dict()
+    return json.dumps(data, separators=(",", ":"))
 
 
 def decode(raw: str) -> DeviceState:
     data = json.loads(raw)
     zones = {int(z): ZonePresence(bool(p[0]), p[1], p[2], bool(p[3])) for z, p in data["z"].items()}
-    return DeviceState(data["t"], zones)
+    hint = data.get("f")
+    radio = RssiSmoother.from_dict(data["r"]) if data.get("r") else None
+    return DeviceState(data["t"], zones, (int(hint[0]), float(hint[1])) if hint else None, radio)
 
 
 @contextmanager

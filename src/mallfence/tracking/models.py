@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mallfence.db import Base, UTCDateTime, utcnow
@@ -23,9 +24,10 @@ class Event(Base):
     id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
     venue_id: Mapped[int] = mapped_column(ForeignKey("venues.id", ondelete="CASCADE"), index=True)
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
-    # No FK: the event log outlives a deleted zone (analytics keep counting it).
-    zone_id: Mapped[int] = mapped_column(Integer)
-    kind: Mapped[str] = mapped_column(String(16))  # enter | exit | dwell
+    # No FK: the event log outlives a deleted zone (analytics keep counting it). None for a scan in a
+    # store that has no zone.
+    zone_id: Mapped[int | None] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))  # enter | exit | dwell | qr_scan | staff_scan
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)  # device time of the transition
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     duration_s: Mapped[float | None] = mapped_column(Float)
@@ -36,3 +38,5 @@ class Event(Base):
     lat: Mapped[float | None] = mapped_column(Float)
     accuracy_m: Mapped[float | None] = mapped_column(Float)
     floor: Mapped[int | None] = mapped_column(Integer)
+    # Scans only: what was scanned (QR code, product SKU, store, staff member).
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -17,15 +17,21 @@ from mallfence.devices import service as device_service
 from mallfence.devices.models import Device
 from mallfence.errors import DomainError, Invalid, NotFound
 from mallfence.runtime import Runtime
-from mallfence.tracking import service
+from mallfence.tracking import scans, service
 from mallfence.tracking.schemas import (
+    BeaconIngestOut,
+    BeaconScansIn,
     EventOut,
     IngestOut,
     PositionsIn,
+    QrScanIn,
+    QrScanOut,
     WsAck,
+    WsBeacons,
     WsClientMessage,
     WsFix,
     WsPing,
+    WsQr,
     ws_message,
 )
 
@@ -39,6 +45,20 @@ _client_message: TypeAdapter[Any] = TypeAdapter(WsClientMessage)
 @router.post("/{device_id}/positions", response_model=IngestOut)
 def post_positions(body: PositionsIn, device: CurrentDevice, rt: RuntimeDep) -> IngestOut:
     return service.ingest(rt, device=device, fixes=body.fixes)
+
+
+@router.post("/{device_id}/beacon-scans", response_model=BeaconIngestOut)
+def post_beacon_scans(body: BeaconScansIn, device: CurrentDevice, rt: RuntimeDep) -> BeaconIngestOut:
+    """Bluetooth beacon scans (one per second or so): each becomes a fix with ``source=beacon``, the floor
+    from the strongest beacons; beacons the venue has not registered are counted, never an error."""
+    return service.ingest_beacons(rt, device=device, scans=body.scans)
+
+
+@router.post("/{device_id}/qr-scans", response_model=QrScanOut)
+def post_qr_scan(body: QrScanIn, device: CurrentDevice, rt: RuntimeDep) -> QrScanOut:
+    """A QR code the app scanned: verified (422 with a ``qr.*`` type saying why not), stored as a ``qr_scan``
+    event, and ground truth: the device is in the code's zone now."""
+    return scans.scan_qr(rt, device=device, data=body)
 
 
 @router.get("/{device_id}/events", response_model=list[EventOut])
@@ -75,7 +95,8 @@ def _problem(exc: ValidationError | DomainError) -> str:
 
 @router.websocket("/{device_id}/stream")
 async def stream(websocket: WebSocket, device_id: str, token: str | None = None) -> None:
-    """Upstream: fix / fixes / ping messages. Downstream: hello, receipt, event, pong, error."""
+    """Upstream: fix / fixes / beacons / qr / ping / ack messages. Downstream: hello, receipt, qr_receipt, event,
+    notification, pong, acked, error."""
     rt: Runtime = websocket.app.state.runtime
     await websocket.accept()
     try:
@@ -133,11 +154,21 @@ async def _handle(rt: Runtime, device: Device, text: str | None) -> dict[str, An
     if isinstance(message, WsAck):
         count = await run_in_threadpool(_acknowledge, rt, device.id, message.ids)
         return ws_message("acked", ids=message.ids, delivered=count)
-    fixes = [message] if isinstance(message, WsFix) else message.fixes
     try:
+        if isinstance(message, WsBeacons):
+            scanned = await run_in_threadpool(service.ingest_beacons, rt, device=device, scans=message.scans)
+            return ws_message("receipt", accepted=scanned.accepted, dropped=[d.model_dump() for d in scanned.dropped],
+                              no_fix=scanned.no_fix, unknown_beacons=scanned.unknown_beacons,
+                              fixes=[f.model_dump() for f in scanned.fixes])
+        if isinstance(message, WsQr):
+            qr = await run_in_threadpool(scans.scan_qr, rt, device=device,
+                                         data=QrScanIn(payload=message.payload, ts=message.ts))
+            return ws_message("qr_receipt", target=qr.target.model_dump(), floor=qr.floor)
+        fixes = [message] if isinstance(message, WsFix) else message.fixes
         result = await run_in_threadpool(service.ingest, rt, device=device, fixes=fixes)
     except Invalid as exc:
-        return ws_message("error", code="invalid_fix", detail=_problem(exc))
+        code = exc.issues[0].type if exc.issues and exc.issues[0].type.startswith("qr.") else "invalid_fix"
+        return ws_message("error", code=code, detail=_problem(exc))
     except DomainError as exc:  # e.g. 503 while Redis is away: say so, keep the socket
         return ws_message("error", code="unavailable" if exc.status_code == 503 else "rejected", detail=exc.message)
     return ws_message("receipt", accepted=result.accepted, dropped=[d.model_dump() for d in result.dropped])

@@ -1,5 +1,9 @@
 """Fixes in, events out: validate, order, match, run presence, store events, publish.
 
+Three sources feed the same presence engine: GPS-like fixes (``ingest``), beacon scans turned into
+fixes by ``spatial.beacons.locate`` (``ingest_beacons``), and ground truth, a QR code scanned or staff
+identifying the shopper (``pin``), which enters its zone at once.
+
 Presence state changes only after the events it produced are committed: if the database refuses the
 batch, the device's state is as if the batch never came, and a retry gives the same events.
 """
@@ -8,7 +12,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select, update
@@ -18,48 +24,109 @@ from mallfence.db import transaction
 from mallfence.delivery import webhooks
 from mallfence.devices.models import Device
 from mallfence.errors import Invalid, Issue
-from mallfence.presence.machine import PresenceEvent, expire, observe
+from mallfence.presence.machine import DeviceState, PresenceEvent, expire, observe
 from mallfence.runtime import Runtime
+from mallfence.spatial.beacon_keys import eddystone_power_1m
+from mallfence.spatial.beacons import RssiSmoother, locate
 from mallfence.tracking.models import Event
-from mallfence.tracking.schemas import Dropped, EventOut, FixIn, IngestOut, ZoneRef
+from mallfence.tracking.schemas import (
+    BeaconFixOut,
+    BeaconIngestOut,
+    BeaconScanIn,
+    Dropped,
+    EventOut,
+    FixIn,
+    IngestOut,
+    ZoneRef,
+)
 from mallfence.venues.models import Level, Zone
 from mallfence.venues.snapshot import VenueSnapshot
 
 LAST_SEEN_EVERY_S = 60.0  # devices.last_seen_at is for retention and reports: minute precision is plenty
+GROUND_TRUTH_ACCURACY_M = 1.0  # a scanned QR code or a staff scan: the device is within arm's length
+EPSILON_S = 0.001
 
 
-def _check_batch(rt: Runtime, snapshot: VenueSnapshot, fixes: Sequence[FixIn]) -> None:
+def check_times(rt: Runtime, stamps: Sequence[datetime], name: str) -> list[Issue]:
     limits = rt.settings
-    if len(fixes) > limits.max_batch_fixes:
-        raise Invalid(Issue(("fixes",), f"a batch of {len(fixes)} fixes is more than the limit of "
-                            f"{limits.max_batch_fixes}"))
     now = datetime.now(UTC)
     latest = now + timedelta(seconds=limits.max_future_skew_s)
     earliest = now - timedelta(seconds=limits.max_fix_age_s)
     issues = []
-    for i, fix in enumerate(fixes):
-        if fix.ts > latest:
-            issues.append(Issue(("fixes", i, "ts"), f"timestamp {fix.ts.isoformat()} is "
-                                f"{(fix.ts - now).total_seconds():.0f} s in the future (device clock wrong?)"))
-        elif fix.ts < earliest:
-            issues.append(Issue(("fixes", i, "ts"), f"timestamp {fix.ts.isoformat()} is older than the "
-                                f"{limits.max_fix_age_s / 3600:g} h limit for replayed fixes"))
+    for i, ts in enumerate(stamps):
+        if ts > latest:
+            issues.append(Issue((name, i, "ts"), f"timestamp {ts.isoformat()} is "
+                                f"{(ts - now).total_seconds():.0f} s in the future (device clock wrong?)"))
+        elif ts < earliest:
+            issues.append(Issue((name, i, "ts"), f"timestamp {ts.isoformat()} is older than the "
+                                f"{limits.max_fix_age_s / 3600:g} h limit for replayed {name}"))
+    return issues
+
+
+def _check_size(rt: Runtime, count: int, name: str) -> None:
+    if count > rt.settings.max_batch_fixes:
+        raise Invalid(Issue((name,), f"a batch of {count} {name} is more than the limit of "
+                                     f"{rt.settings.max_batch_fixes}"))
+
+
+def _check_batch(rt: Runtime, snapshot: VenueSnapshot, fixes: Sequence[FixIn]) -> None:
+    _check_size(rt, len(fixes), "fixes")
+    issues = check_times(rt, [f.ts for f in fixes], "fixes")
     x, y = snapshot.index.to_local(np.array([f.lon for f in fixes]), np.array([f.lat for f in fixes]))
-    for i in np.flatnonzero(np.hypot(x, y) > limits.max_venue_distance_m).tolist():
+    limit = rt.settings.max_venue_distance_m
+    for i in np.flatnonzero(np.hypot(x, y) > limit).tolist():
         d = math.hypot(x[i], y[i])
         issues.append(Issue(("fixes", i), f"fix is {d / 1000:.1f} km from venue {snapshot.slug!r} (limit "
-                            f"{limits.max_venue_distance_m / 1000:g} km): wrong venue or lon/lat swapped?"))
+                            f"{limit / 1000:g} km): wrong venue or lon/lat swapped?"))
     if issues:
         raise Invalid(issues)
 
 
-def _snapshot(rt: Runtime, venue_id: int) -> VenueSnapshot:
+def snapshot_of(rt: Runtime, venue_id: int) -> VenueSnapshot:
     snapshot = rt.snapshots.get(venue_id)
     if snapshot is None:
         rt.snapshots.rebuild(venue_id)
         snapshot = rt.snapshots.get(venue_id)
     assert snapshot is not None, "device of a deleted venue"
     return snapshot
+
+
+# -- the shared path: evidence -> presence -> one transaction -> publish -------------------------------------
+@dataclass(slots=True)
+class _Produced:
+    event: PresenceEvent
+    fix: FixIn | None
+    source: str
+
+
+def _observe(snapshot: VenueSnapshot, state: DeviceState, ordered: Sequence[FixIn], source: str,
+             certain: frozenset[int] = frozenset()) -> tuple[list[_Produced], list[int]]:
+    """Run fixes (in time order) through presence; (events, positions of stale fixes)."""
+    if not ordered:
+        return [], []
+    # A fix without a floor is matched on the level a recent beacon fix or QR scan put the device on.
+    floors = [f.floor if f.floor is not None else state.floor_at(f.ts.timestamp()) for f in ordered]
+    hits = snapshot.index.evidence(
+        np.array([f.lon for f in ordered]), np.array([f.lat for f in ordered]),
+        np.array([np.nan if fl is None else fl for fl in floors], dtype=float),
+        np.array([f.accuracy_m for f in ordered]),
+    )
+    points, zones, inside = hits.point.tolist(), hits.zone.tolist(), hits.inside.tolist()  # type: ignore[union-attr]
+    produced: list[_Produced] = []
+    stale: list[int] = []
+    j = 0
+    for k, fix in enumerate(ordered):
+        evidence: dict[int, bool] = {}
+        while j < len(points) and points[j] == k:
+            evidence[zones[j]] = inside[j]
+            j += 1
+        sure = certain | {z for z, i in evidence.items() if i} if certain else certain
+        events = observe(state, fix.ts.timestamp(), fix.accuracy_m, evidence, snapshot.settings, sure)
+        if events is None:
+            stale.append(k)
+        else:
+            produced.extend(_Produced(e, fix, source) for e in events)
+    return produced, stale
 
 
 def _event_row(device: Device, e: PresenceEvent, fix: FixIn | None, source: str) -> Event:
@@ -72,65 +139,165 @@ def _event_row(device: Device, e: PresenceEvent, fix: FixIn | None, source: str)
 
 
 def _event_out(row: Event, snapshot: VenueSnapshot) -> EventOut:
-    info = snapshot.zones.get(row.zone_id)
-    zone = ZoneRef(**info.as_dict()) if info else ZoneRef(id=row.zone_id)
-    return EventOut(id=row.id, kind=row.kind, zone=zone, at=row.occurred_at, duration_s=row.duration_s,
-                    reason=row.reason, fix_id=row.fix_id, source=row.source)
+    zone = None
+    if row.zone_id is not None:
+        info = snapshot.zones.get(row.zone_id)
+        zone = ZoneRef(**info.as_dict()) if info else ZoneRef(id=row.zone_id)
+    return EventOut(id=row.id, kind=row.kind, zone=zone, at=row.occurred_at, duration_s=row.duration_s,  # type: ignore[arg-type]
+                    reason=row.reason, fix_id=row.fix_id, source=row.source, data=row.data)
 
 
-def ingest(rt: Runtime, *, device: Device, fixes: Sequence[FixIn], source: str = "gps") -> IngestOut:
-    """Apply a batch of fixes from one device; all its events are stored or none are."""
-    snapshot = _snapshot(rt, device.venue_id)
-    _check_batch(rt, snapshot, fixes)
-    order = sorted(range(len(fixes)), key=lambda i: fixes[i].ts)
-    ordered = [fixes[i] for i in order]
-    hits = snapshot.index.evidence(
-        np.array([f.lon for f in ordered]), np.array([f.lat for f in ordered]),
-        np.array([np.nan if f.floor is None else f.floor for f in ordered]),
-        np.array([f.accuracy_m for f in ordered]),
-    )
-    points, zones, inside = hits.point.tolist(), hits.zone.tolist(), hits.inside.tolist()  # type: ignore[union-attr]
-    dropped: list[Dropped] = []
-    produced: list[tuple[PresenceEvent, FixIn]] = []
-    with rt.states.locked(device.id):
-        state = rt.states.get(device.id)
-        j = 0
-        for k, fix in enumerate(ordered):
-            evidence: dict[int, bool] = {}
-            while j < len(points) and points[j] == k:
-                evidence[zones[j]] = inside[j]
-                j += 1
-            events = observe(state, fix.ts.timestamp(), fix.accuracy_m, evidence, snapshot.settings)
-            if events is None:
-                dropped.append(Dropped(index=order[k], reason="stale"))
-            else:
-                produced.extend((e, fix) for e in events)
-        out: list[EventOut] = []
-        hooked = 0
-        # Most fixes change nothing: no transaction (and no fsync) for them.
-        if produced or rt.states.due_touch(device.id, LAST_SEEN_EVERY_S):
-            with transaction(rt.sessions) as session:
-                rows = [_event_row(device, e, fix, source) for e, fix in produced]
-                session.add_all(rows)
-                session.execute(update(Device).where(Device.id == device.id)
-                                .values(last_seen_at=datetime.now(UTC)))
-                session.flush()
-                out = [_event_out(row, snapshot) for row in rows]
-                # webhooks hook: deliveries commit (or roll back) with their events
-                hooked = webhooks.enqueue_events(session, venue_id=device.venue_id, venue=snapshot.slug,
-                                                 device_id=device.id, events=out)
-        rt.states.put(device.id, state)
+def _store(rt: Runtime, device: Device, snapshot: VenueSnapshot, produced: Sequence[_Produced],
+           first: Sequence[Event] = ()) -> tuple[list[EventOut], int]:
+    """Commit ``first`` (scan events) and the presence events in one transaction; (events out, webhooks)."""
+    # Most fixes change nothing: no transaction (and no fsync) for them.
+    if not (produced or first or rt.states.due_touch(device.id, LAST_SEEN_EVERY_S)):
+        return [], 0
+    with transaction(rt.sessions) as session:
+        rows = [*first, *(_event_row(device, p.event, p.fix, p.source) for p in produced)]
+        session.add_all(rows)
+        session.execute(update(Device).where(Device.id == device.id).values(last_seen_at=datetime.now(UTC)))
+        session.flush()
+        out = [_event_out(row, snapshot) for row in rows]
+        # webhooks hook: deliveries commit (or roll back) with their events
+        hooked = webhooks.enqueue_events(session, venue_id=device.venue_id, venue=snapshot.slug,
+                                         device_id=device.id, events=out)
+    return out, hooked
+
+
+def _finish(rt: Runtime, device_id: str, out: list[EventOut], hooked: int) -> None:
     if hooked:  # webhooks hook
         webhooks.wake_dispatchers()
-    publish(rt, device.id, out)
-    dropped.sort(key=lambda d: d.index)
-    return IngestOut(accepted=len(fixes) - len(dropped), dropped=dropped, events=out)
+    publish(rt, device_id, out)
 
 
 def publish(rt: Runtime, device_id: str, events: list[EventOut]) -> None:
     rt.hub.publish(device_id, [{"type": "event", **e.model_dump(mode="json")} for e in events])
 
 
+# -- GPS-like fixes ----------------------------------------------------------------------------------------
+def ingest(rt: Runtime, *, device: Device, fixes: Sequence[FixIn], source: str = "gps") -> IngestOut:
+    """Apply a batch of fixes from one device; all its events are stored or none are."""
+    snapshot = snapshot_of(rt, device.venue_id)
+    _check_batch(rt, snapshot, fixes)
+    order = sorted(range(len(fixes)), key=lambda i: fixes[i].ts)
+    with rt.states.locked(device.id):
+        state = rt.states.get(device.id)
+        produced, stale = _observe(snapshot, state, [fixes[i] for i in order], source)
+        out, hooked = _store(rt, device, snapshot, produced)
+        rt.states.put(device.id, state)
+    _finish(rt, device.id, out, hooked)
+    dropped = sorted((Dropped(index=order[k], reason="stale") for k in stale), key=lambda d: d.index)
+    return IngestOut(accepted=len(fixes) - len(dropped), dropped=dropped, events=out)
+
+
+# -- beacon scans ----------------------------------------------------------------------------------------
+def _entries(scan: BeaconScanIn, known: Any, unknown: list[str]) -> list[tuple[str, float] | tuple[str, float, float]]:
+    entries: list[tuple[str, float] | tuple[str, float, float]] = []
+    for reading in scan.beacons:
+        key = reading.canonical_key()
+        assert key is not None  # BeaconReading refuses readings without identity
+        if key not in known:
+            unknown.append(key)
+            continue
+        tx = reading.tx_power
+        if tx is not None and key.startswith("eddystone:"):
+            tx = eddystone_power_1m(tx)  # Eddystone frames carry the 0 m figure
+        entries.append((key, reading.rssi, tx) if tx is not None else (key, reading.rssi))
+    return entries
+
+
+def ingest_beacons(rt: Runtime, *, device: Device, scans: Sequence[BeaconScanIn]) -> BeaconIngestOut:
+    """Turn a batch of beacon scans into fixes (``source=beacon``) and apply them; all or nothing like ``ingest``.
+
+    The device's RSSI smoother lives in its presence state, so consecutive scans, over HTTP or the
+    websocket and on any replica, average together. A fix also tells the floor, which GPS fixes without
+    one then use for ``floor_hint_beacon_s``.
+    """
+    _check_size(rt, len(scans), "scans")
+    issues = check_times(rt, [s.ts for s in scans], "scans")
+    if issues:
+        raise Invalid(issues)
+    snapshot = snapshot_of(rt, device.venue_id)
+    order = sorted(range(len(scans)), key=lambda i: scans[i].ts)
+    unknown: list[str] = []
+    fixes: list[FixIn] = []
+    located: list[BeaconFixOut] = []
+    no_fix: list[int] = []
+    stale: list[int] = []
+    proj = snapshot.index.projection
+    with rt.states.locked(device.id):
+        state = rt.states.get(device.id)
+        smoother = state.radio if isinstance(state.radio, RssiSmoother) else RssiSmoother()
+        last = state.last_ts
+        for i in order:
+            scan = scans[i]
+            ts = scan.ts.timestamp()
+            if last is not None and ts <= last:
+                stale.append(i)
+                continue
+            entries = _entries(scan, snapshot.beacons.index, unknown)
+            fix = locate(entries, snapshot.beacons, smoother, ts, path_loss_exponent=snapshot.path_loss_exponent) \
+                if entries or len(smoother) else None
+            if fix is None:
+                no_fix.append(i)
+                continue
+            last = ts
+            lon, lat = proj.to_wgs84(np.array([fix.x]), np.array([fix.y]))
+            fixes.append(FixIn.model_construct(id=scan.id, lat=round(float(lat[0]), 7), lon=round(float(lon[0]), 7),
+                                               accuracy_m=round(fix.accuracy_m, 2), floor=fix.level, ts=scan.ts))
+            located.append(BeaconFixOut(index=i, fix_id=scan.id, lat=fixes[-1].lat, lon=fixes[-1].lon,
+                                        floor=fix.level, accuracy_m=fixes[-1].accuracy_m,
+                                        beacons_used=fix.beacons_used, method=fix.method))  # type: ignore[arg-type]
+        state.radio = smoother
+        produced, _ = _observe(snapshot, state, fixes, "beacon")  # none stale: filtered above
+        if fixes:
+            state.floor_hint = (fixes[-1].floor, fixes[-1].ts.timestamp() + rt.settings.floor_hint_beacon_s)  # type: ignore[operator]
+        out, hooked = _store(rt, device, snapshot, produced)
+        rt.states.put(device.id, state)
+    _finish(rt, device.id, out, hooked)
+    if unknown:
+        rt.unknown_beacons.add(device.venue_id, unknown)
+    return BeaconIngestOut(
+        accepted=len(scans) - len(stale), dropped=[Dropped(index=i, reason="stale") for i in sorted(stale)],
+        no_fix=sorted(no_fix), unknown_beacons=len(unknown), fixes=sorted(located, key=lambda f: f.index),
+        events=out,
+    )
+
+
+# -- ground truth: QR codes, staff scans ------------------------------------------------------------------
+def pin(rt: Runtime, *, device: Device, zone_id: int | None, point: tuple[float, float] | None,
+        level: int | None, at: datetime, source: str, scan: Event, floor_hint_s: float) -> list[EventOut]:
+    """The device is at ``point`` (lon, lat) on ``level``, inside ``zone_id``, now: store ``scan`` (its
+    event) and enter that zone, and every zone the point is deep inside, at once.
+
+    Presence cannot go back in time: a scan dated before the device's last fix counts as just after it.
+    """
+    snapshot = snapshot_of(rt, device.venue_id)
+    with rt.states.locked(device.id):
+        state = rt.states.get(device.id)
+        ts = at.timestamp()
+        if state.last_ts is not None and ts <= state.last_ts:
+            ts = state.last_ts + EPSILON_S
+        when = datetime.fromtimestamp(ts, UTC)
+        certain = frozenset({zone_id}) if zone_id is not None else frozenset()
+        if point is not None:
+            fix = FixIn.model_construct(id=scan.fix_id, lat=point[1], lon=point[0], accuracy_m=GROUND_TRUTH_ACCURACY_M,
+                                        floor=level, ts=when)
+            produced, _ = _observe(snapshot, state, [fix], source, certain)
+        else:  # a zone without geometry to point at (or none): only the zone itself is known
+            events = observe(state, ts, GROUND_TRUTH_ACCURACY_M, {}, snapshot.settings, certain) or []
+            produced = [_Produced(e, None, source) for e in events]
+        if level is not None:
+            state.floor_hint = (level, ts + floor_hint_s)
+        scan.occurred_at = when
+        out, hooked = _store(rt, device, snapshot, produced, [scan])
+        rt.states.put(device.id, state)
+    _finish(rt, device.id, out, hooked)
+    return out
+
+
+# -- silence -----------------------------------------------------------------------------------------------
 def expire_silent(rt: Runtime) -> int:
     """Close the open visits of devices that stopped reporting; returns how many events that made."""
     count = 0
@@ -146,7 +313,7 @@ def expire_silent(rt: Runtime) -> int:
                 if device is None:
                     rt.states.forget(device_id)
                     continue
-                snapshot = _snapshot(rt, device.venue_id)
+                snapshot = snapshot_of(rt, device.venue_id)
                 rows = [_event_row(device, e, None, "server") for e in events]
                 session.add_all(rows)
                 session.flush()
@@ -155,9 +322,7 @@ def expire_silent(rt: Runtime) -> int:
                 hooked = webhooks.enqueue_events(session, venue_id=device.venue_id, venue=snapshot.slug,
                                                  device_id=device.id, events=out)
             rt.states.put(device_id, state)
-        if hooked:  # webhooks hook
-            webhooks.wake_dispatchers()
-        publish(rt, device_id, out)
+        _finish(rt, device_id, out, hooked)
         count += len(out)
     return count
 
@@ -175,7 +340,7 @@ def list_events(session: Session, *, device: Device, after_id: int = 0, limit: i
     out = []
     for ev, zone, ordinal in rows:
         ref = (ZoneRef(id=zone.id, external_id=zone.external_id, name=zone.name, kind=zone.kind, level=ordinal)
-               if zone is not None else ZoneRef(id=ev.zone_id))
+               if zone is not None else ZoneRef(id=ev.zone_id) if ev.zone_id is not None else None)
         out.append(EventOut(id=ev.id, kind=ev.kind, zone=ref, at=ev.occurred_at, duration_s=ev.duration_s,
-                            reason=ev.reason, fix_id=ev.fix_id, source=ev.source))
+                            reason=ev.reason, fix_id=ev.fix_id, source=ev.source, data=ev.data))
     return out

@@ -24,6 +24,8 @@ class Venue(Base):
     timezone: Mapped[str] = mapped_column(String(64))
     anchor_lon: Mapped[float] = mapped_column(Float)
     anchor_lat: Mapped[float] = mapped_column(Float)
+    # Log-distance path-loss exponent for beacon ranges: ~2 in open halls, 2.5-3.5 among shelves and walls.
+    path_loss_exponent: Mapped[float] = mapped_column(Float, default=2.5, server_default="2.5")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -87,3 +89,73 @@ class Store(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     zone: Mapped[Zone | None] = relationship(back_populates="store")
+
+
+class Beacon(Base):
+    """A Bluetooth beacon surveyed into the venue: identity, position, level and calibrated power."""
+
+    __tablename__ = "beacons"
+    __table_args__ = (UniqueConstraint("venue_id", "key"), UniqueConstraint("venue_id", "external_id"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    venue_id: Mapped[int] = mapped_column(ForeignKey("venues.id", ondelete="CASCADE"), index=True)
+    level_id: Mapped[int] = mapped_column(ForeignKey("levels.id", ondelete="RESTRICT"), index=True)
+    zone_id: Mapped[int | None] = mapped_column(ForeignKey("zones.id", ondelete="SET NULL"))
+    # Canonical identity (spatial.beacon_keys): ibeacon:<uuid>:<major>:<minor> or eddystone:<ns>:<instance>.
+    key: Mapped[str] = mapped_column(String(80))
+    external_id: Mapped[str | None] = mapped_column(String(128))  # the operator's asset label
+    name: Mapped[str | None] = mapped_column(String(200))
+    position: Mapped[BaseGeometry] = mapped_column(GeometryType)  # Point, WGS84
+    power_1m: Mapped[float] = mapped_column(Float)  # RSSI at 1 m, dBm (Eddystone's 0 m figure converted)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    level: Mapped[Level] = relationship(lazy="joined")
+    zone: Mapped[Zone | None] = relationship(lazy="joined")
+
+
+class SigningKey(Base):
+    """An HMAC key of a venue for one purpose (``qr`` codes, shopper ``identity`` codes).
+
+    The newest unretired key signs; every unretired key verifies, so printed codes survive a rotation
+    until the operator retires the old key. Stored in clear: HMAC needs the secret itself.
+    """
+
+    __tablename__ = "signing_keys"
+    __table_args__ = (UniqueConstraint("venue_id", "purpose", "kid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    venue_id: Mapped[int] = mapped_column(ForeignKey("venues.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    kid: Mapped[str] = mapped_column(String(16))
+    secret: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class QrCode(Base):
+    """A printed QR code bound to a zone, a store, or a product shelf (store + SKU)."""
+
+    __tablename__ = "qr_codes"
+    __table_args__ = (UniqueConstraint("venue_id", "code"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    venue_id: Mapped[int] = mapped_column(ForeignKey("venues.id", ondelete="CASCADE"), index=True)
+    code: Mapped[str] = mapped_column(String(64))  # public id inside the signed payload
+    label: Mapped[str | None] = mapped_column(String(200))
+    zone_id: Mapped[int | None] = mapped_column(ForeignKey("zones.id", ondelete="CASCADE"))
+    store_id: Mapped[int | None] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
+    sku: Mapped[str | None] = mapped_column(String(64))
+    # Where it hangs, when surveyed; otherwise a point inside its zone stands in for it.
+    position: Mapped[BaseGeometry | None] = mapped_column(GeometryType)
+    level_id: Mapped[int | None] = mapped_column(ForeignKey("levels.id", ondelete="RESTRICT"))
+    valid_from: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    zone: Mapped[Zone | None] = relationship(lazy="joined")
+    store: Mapped[Store | None] = relationship(lazy="joined")
+    level: Mapped[Level | None] = relationship(lazy="joined")

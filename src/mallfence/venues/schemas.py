@@ -18,6 +18,10 @@ DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _TIMEZONES = frozenset(available_timezones())
 
 
+PathLossExponent = Field(2.5, ge=1.5, le=5.0, description="beacon ranges: log-distance path-loss exponent, "
+                         "about 2 in open halls, 2.5-3.5 among shelves and walls")
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -33,6 +37,7 @@ class VenueCreate(Strict):
     name: str = Field(min_length=1, max_length=200)
     timezone: str = Field(description="IANA timezone of the venue, e.g. Europe/Berlin")
     anchor: tuple[float, float] = Field(description="[longitude, latitude] of the local metric origin")
+    path_loss_exponent: float = PathLossExponent
 
     _tz = field_validator("timezone")(_check_timezone)
 
@@ -48,6 +53,7 @@ class VenueCreate(Strict):
 class VenueUpdate(Strict):
     name: str | None = Field(None, min_length=1, max_length=200)
     timezone: str | None = None
+    path_loss_exponent: float | None = Field(None, ge=1.5, le=5.0)
 
     @field_validator("timezone")
     @classmethod
@@ -70,6 +76,7 @@ class VenueOut(BaseModel):
     name: str
     timezone: str
     anchor: tuple[float, float]
+    path_loss_exponent: float
     levels: list[LevelOut]
     zone_count: int
     created_at: datetime

@@ -37,7 +37,8 @@ def create_venue(session: Session, *, data: schemas.VenueCreate) -> Venue:
     if session.scalar(select(Venue.id).where(Venue.slug == data.slug)) is not None:
         raise Conflict(f"venue {data.slug!r} already exists")
     venue = Venue(
-        slug=data.slug, name=data.name, timezone=data.timezone, anchor_lon=data.anchor[0], anchor_lat=data.anchor[1]
+        slug=data.slug, name=data.name, timezone=data.timezone, anchor_lon=data.anchor[0], anchor_lat=data.anchor[1],
+        path_loss_exponent=data.path_loss_exponent,
     )
     session.add(venue)
     session.flush()
@@ -66,6 +67,7 @@ def venue_out(session: Session, *, venue: Venue) -> schemas.VenueOut:
         name=venue.name,
         timezone=venue.timezone,
         anchor=(venue.anchor_lon, venue.anchor_lat),
+        path_loss_exponent=venue.path_loss_exponent,
         levels=[schemas.LevelOut.model_validate(lv) for lv in venue.levels],
         zone_count=zone_count(session, venue=venue),
         created_at=venue.created_at,

@@ -1,7 +1,7 @@
 """What tracking needs of a venue, built once per zone change and swapped in atomically.
 
 A snapshot is immutable: the zone index, the presence settings and the display facts of every active
-zone. A request takes the current snapshot once and uses it to the end, so an operator editing
+zone, and the beacon map. A request takes the current snapshot once and uses it to the end, so an operator editing
 zones never blocks or half-changes a batch being matched.
 
 With replicas, a replica that rebuilt a venue after a committed change announces it on the bus
@@ -15,7 +15,7 @@ import contextlib
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
@@ -24,7 +24,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from mallfence.bus import Bus
 from mallfence.presence.defaults import settings_for
 from mallfence.presence.machine import PresenceSettings
+from mallfence.spatial.beacons import BeaconMap
 from mallfence.spatial.index import VenueIndex, ZoneShape
+from mallfence.venues import beacon_service
 from mallfence.venues.models import Venue, Zone
 
 log = logging.getLogger("mallfence.venues")
@@ -53,10 +55,12 @@ class VenueSnapshot:
     settings: dict[int, PresenceSettings]
     zones: dict[int, ZoneInfo]
     levels: frozenset[int]
+    beacons: BeaconMap = field(default_factory=lambda: BeaconMap(()))
+    path_loss_exponent: float = 2.5
 
 
 def build_snapshot(session: Session, *, venue: Venue) -> VenueSnapshot:
-    """Read the venue's active zones and build its index."""
+    """Read the venue's active zones and beacons and build its index."""
     zones = list(session.scalars(select(Zone).where(Zone.venue_id == venue.id, Zone.active.is_(True))).unique())
     shapes, settings, infos = [], {}, {}
     for z in zones:
@@ -68,6 +72,7 @@ def build_snapshot(session: Session, *, venue: Venue) -> VenueSnapshot:
     return VenueSnapshot(
         venue_id=venue.id, slug=venue.slug, index=VenueIndex(venue.anchor_lon, venue.anchor_lat, shapes),
         settings=settings, zones=infos, levels=frozenset(lv.ordinal for lv in venue.levels),
+        beacons=beacon_service.beacon_map(session, venue=venue), path_loss_exponent=venue.path_loss_exponent,
     )
 
 
