@@ -2,11 +2,8 @@
 
 Walks come from the mobile stub's planner (A* on the walkable grid, escalators, stays in stores) on
 zones/harbourside-mall.geojson; beacons from zones/harbourside-beacons.geojson. One scan per second.
-Radio model, per beacon: path-loss exponent n_true ~ U(2.5, 3.0), calibration error ~ U(-2, 2) dB
-(the map's power_1m is off by that), 15-20 dB per floor crossed; per reading: log-normal shadowing
-N(0, sigma) dB, i.i.d.; readings below -95 dBm are not heard and 20 % of the rest drop out. Beacons
-hang at 2.7 m, the phone is at 1.2 m, storeys are 5 m apart (3-D distance). RSSI is reported in
-whole dBm as phones do. The estimator uses its defaults (n = 2.5) and knows none of this.
+Radio model: mobile_stub/radio.py (the same one the stub's beacon shoppers hear), i.i.d. shadowing
+unless --corr-s. The estimator uses its defaults (n = 2.5) and knows none of the radio's truths.
 
 Samples outside the building (walking to and from the doors) feed the smoother but are not scored;
 a sample without a fix counts as a wrong floor. Baselines in the same run: the strongest beacon of
@@ -32,45 +29,12 @@ from pathlib import Path
 import numpy as np
 
 from mallfence.spatial.beacons import BeaconMap, RssiSmoother, beacons_from_geojson, locate
+from mobile_stub.radio import DROPOUT, THRESHOLD_DBM, Radio, shadowing
 from mobile_stub.venue import load_venue_file
 from mobile_stub.walker import plan_walk
 
 ZONES = Path(__file__).resolve().parent.parent / "zones"
-N_TRUE, CAL_DB, FLOOR_DB = (2.5, 3.0), 2.0, (15.0, 20.0)
-THRESHOLD_DBM, DROPOUT, STOREY_M, BEACON_Z, PHONE_Z = -95.0, 0.2, 5.0, 2.7, 1.2
 TARGETS = {"median": 3.0, "p90": 6.0, "floor": 0.98}
-
-
-class Radio:
-    """The true radio environment: fixed per run (seeded), unknown to the estimator."""
-
-    def __init__(self, bmap: BeaconMap, rng: np.random.Generator):
-        n = len(bmap)
-        self.bx, self.by = bmap.x, bmap.y
-        self.level = bmap.level
-        self.bz = bmap.level * STOREY_M + BEACON_Z
-        self.n_true = rng.uniform(*N_TRUE, n)
-        self.p_true = bmap.power_1m + rng.uniform(-CAL_DB, CAL_DB, n)
-        self.floor_db = rng.uniform(*FLOOR_DB, n)
-
-    def mean_rssi(self, x: np.ndarray, y: np.ndarray, floor: np.ndarray) -> np.ndarray:
-        """(samples, beacons) noiseless RSSI."""
-        dz = self.bz[None, :] - (floor[:, None] * STOREY_M + PHONE_Z)
-        d = np.sqrt((x[:, None] - self.bx) ** 2 + (y[:, None] - self.by) ** 2 + dz**2)
-        crossed = np.abs(self.level[None, :] - floor[:, None])
-        return self.p_true - 10 * self.n_true * np.log10(np.maximum(d, 0.1)) - self.floor_db * crossed
-
-
-def shadowing(rng: np.random.Generator, shape: tuple[int, int], sigma: float, corr_s: float) -> np.ndarray:
-    """N(0, sigma) per reading; with corr_s > 0 an AR(1) in time per beacon (a body or a trolley in the
-    way stays there for a while), which the smoother's averaging cannot remove as well."""
-    eps = rng.normal(0.0, sigma, shape)
-    if corr_s <= 0:
-        return eps
-    rho = math.exp(-1.0 / corr_s)
-    for t in range(1, shape[0]):
-        eps[t] = rho * eps[t - 1] + math.sqrt(1 - rho * rho) * eps[t]
-    return eps
 
 
 def simulate(bmap: BeaconMap, radio: Radio, walks: list, sigma: float, seed: int, corr_s: float = 0.0,

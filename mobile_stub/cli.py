@@ -1,4 +1,5 @@
-"""Command line: ``mobile-stub walk`` runs simulated shoppers against a mallfence server."""
+"""Command line: ``mobile-stub walk`` runs simulated shoppers against a mallfence server; ``mobile-stub staff``
+plays a store's staff app (scan a shopper's identity code, watch the store's alerts)."""
 
 from __future__ import annotations
 
@@ -46,13 +47,63 @@ def build_parser() -> argparse.ArgumentParser:
                       help="simulated seconds between two fixes")
     walk.add_argument("--batch", type=_positive(float), default=10.0,
                       help="http transport: simulated seconds of fixes per request")
+    walk.add_argument("--locator", choices=("gps", "beacons", "mixed"), default="gps",
+                      help="gps fixes, Bluetooth beacon scans, or every second shopper on beacons")
+    walk.add_argument("--beacons-file", help="beacon layout (GeoJSON) instead of the server's registry")
+    walk.add_argument("--scan-qr", action="store_true", help="shoppers scan the venue's QR codes where they linger")
+    walk.add_argument("--staff-token", action="append", default=[], metavar="TOKEN",
+                      help="a staff app at its store: shoppers entering it show their identity code (repeatable)")
     walk.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
+
+    staff = sub.add_parser("staff", help="a staff app: scan a shopper's identity code, or watch store alerts")
+    staff.add_argument("--server", default="http://127.0.0.1:8000", help="mallfence base URL")
+    staff.add_argument("--token", required=True, help="the staff member's bearer token")
+    staff_sub = staff.add_subparsers(dest="staff_command", required=True)
+    scan = staff_sub.add_parser("scan", help="scan one identity code and print the customer card")
+    scan.add_argument("code", help="the text of the shopper's identity QR code")
+    watch = staff_sub.add_parser("watch", help="print the store's alerts as they come")
+    watch.add_argument("--duration", type=_positive(float), metavar="SECONDS", help="stop after this long")
     return parser
+
+
+async def _staff(args: argparse.Namespace) -> int:
+    import json
+
+    import httpx
+
+    from mobile_stub.staff import StaffDesk, StaffError, format_card
+
+    async with httpx.AsyncClient(timeout=15.0) as http:
+        desk = StaffDesk(http, args.server, args.token)
+        try:
+            me = await desk.sign_in()
+            print(f"{me['name']} ({me['role']}) at {me['store']['name']}, {me['venue']}")
+            if args.staff_command == "scan":
+                card = await desk.scan(args.code)
+                print(format_card(card))
+                print(json.dumps(card, indent=1))
+                return EXIT_OK
+            stop = asyncio.Event()
+            if args.duration:
+                asyncio.get_running_loop().call_later(args.duration, stop.set)
+            await desk.watch(lambda alert: print(json.dumps(alert), flush=True), stop)
+            return EXIT_OK
+        except StaffError as exc:
+            print(f"mobile-stub: {exc}", file=sys.stderr)
+            return EXIT_ALL_FAILED
+        except httpx.HTTPError as exc:
+            print(f"mobile-stub: server unreachable at {args.server}: {exc!r}", file=sys.stderr)
+            return EXIT_UNREACHABLE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mobile-stub`` console script."""
     args = build_parser().parse_args(argv)
+    if args.command == "staff":
+        try:
+            return asyncio.run(_staff(args))
+        except KeyboardInterrupt:
+            return 130
     if not args.venue and not args.venue_file:
         print("mobile-stub: give --venue or --venue-file", file=sys.stderr)
         return EXIT_UNREACHABLE
@@ -63,11 +114,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.quiet:
             print(f"[{time.monotonic() - t0:7.1f}s] {ev.format()}", flush=True)
 
+    def card(shopper: str, body: dict) -> None:
+        from mobile_stub.staff import format_card
+
+        if not args.quiet:
+            print(f"[{time.monotonic() - t0:7.1f}s] {shopper:<12} shows its code; staff see: {format_card(body)}",
+                  flush=True)
+
     try:
         summary = asyncio.run(run_shoppers(
             args.server, args.venue, shoppers=args.shoppers, speedup=args.speedup, seed=args.seed,
             transport=args.transport, on_event=show, venue_file=args.venue_file,
             max_duration_s=args.duration, sample_interval_s=args.interval, batch_s=args.batch,
+            locator=args.locator, beacons_file=args.beacons_file, scan_qr=args.scan_qr,
+            staff_tokens=tuple(args.staff_token), on_card=card,
         ))
     except StubError as exc:
         print(f"mobile-stub: {exc}", file=sys.stderr)

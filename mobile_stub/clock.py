@@ -35,12 +35,14 @@ class Clock:
 
 @dataclass(frozen=True, slots=True)
 class Fix:
-    """A fix ready for the wire, with its simulated offset from the swarm clock's start."""
+    """Something the app sends at a simulated offset from the swarm clock's start: a GPS-like fix, a
+    beacon scan, or a QR code it scanned (``kind`` fix / scan / qr)."""
 
     t: float
-    body: dict[str, Any]  # id, lat, lon, accuracy_m, floor, ts
+    body: dict[str, Any]  # fix: id, lat, lon, accuracy_m, floor, ts; scan: id, ts, beacons; qr: payload, ts
+    kind: str = "fix"
 
     @property
     def id(self) -> str:
-        """The client fix id."""
-        return str(self.body["id"])
+        """The client id (fixes and scans; a QR scan's events name the code instead)."""
+        return str(self.body.get("id") or self.body.get("payload", ""))

@@ -66,13 +66,16 @@ class Shopper:
         level_label: Callable[[int | None], str] | None = None,
         on_push: Callable[[str, dict[str, Any]], None] | None = None,
         background: tuple[float, float] | None = None,
+        locator: str = "gps",
+        consent: dict[str, Any] | None = None,
     ):
         self.name, self.fixes, self.http, self.clock = name, fixes, http, clock
         self.server = server_url.rstrip("/")
         self.ws_server = "ws" + self.server.removeprefix("http")  # http->ws, https->wss
         self.venue_slug, self.transport, self.batch_s = venue_slug, transport, batch_s
         self.deadline, self.on_event, self.level_label = deadline, on_event, level_label
-        self.stats = ShopperStats(name, fixes_planned=len(fixes))
+        self.stats = ShopperStats(name, fixes_planned=len(fixes), locator=locator)
+        self.consent = consent  # what the user chose on the app's consent screen, reported after registering
         self.device_id = ""
         self.token = ""
         self.next = 0  # index of the first fix not yet handed to the transport
@@ -121,6 +124,8 @@ class Shopper:
             data = resp.json()
             self.device_id, self.token = str(data["device_id"]), str(data["token"])
             await self._register_push_token()
+            if self.consent is not None:
+                await self._report_consent()
             return
 
     @property
@@ -135,6 +140,12 @@ class Shopper:
         if resp.status_code != 200:
             self._error(f"push token refused: {resp.status_code} {resp.text[:200]}")
 
+    async def _report_consent(self) -> None:
+        resp = await self.http.put(f"{self.server}/v1/devices/{self.device_id}/consent", json=self.consent,
+                                   headers={"Authorization": f"Bearer {self.token}"})
+        if resp.status_code != 200:
+            self._error(f"consent refused: {resp.status_code} {resp.text[:200]}")
+
     def _handle(self, msg: dict[str, Any], received: float) -> None:
         """Account for one server message (receipt, event, error, pong)."""
         kind = msg.get("type")
@@ -145,6 +156,10 @@ class Shopper:
             self._event(msg, received)
         elif kind == "notification":
             self._push(msg)
+        elif kind == "qr_receipt":
+            self.awaiting = max(0, self.awaiting - 1)
+            self.stats.fixes_accepted += 1
+            self.stats.qr_scans += 1
         elif kind == "error":
             # an error is the server's reply to a message it refused, in place of a receipt
             self.awaiting = max(0, self.awaiting - 1)
@@ -275,47 +290,59 @@ class Shopper:
             if self.background is not None and fixes[self.next].t >= self.background[0]:
                 raise _Backgrounded
             now = time.monotonic()
+            first = fixes[self.next]
             due = self.next
-            while due < len(fixes) and due - self.next < MAX_BATCH and self.clock.due(fixes[due].t) <= now:
+            while (due < len(fixes) and due - self.next < MAX_BATCH and fixes[due].kind == first.kind != "qr"
+                   and self.clock.due(fixes[due].t) <= now):
                 due += 1
             if due - self.next > 1:
                 # behind schedule (after a reconnect, or a speed-up too high): catch up in one message
                 batch = fixes[self.next:due]
-                await ws.send(json.dumps({"type": "fixes", "fixes": [f.body for f in batch]}))
             else:
-                await self.clock.sleep_until(fixes[self.next].t)
+                await self.clock.sleep_until(first.t)
                 if self._expired():
                     return
-                batch = [fixes[self.next]]
-                await ws.send(json.dumps({"type": "fix", **batch[0].body}))
+                batch = [first]
+            await ws.send(json.dumps(_ws_message(batch)))
             self.awaiting += 1
             self._mark_sent(batch)
             if self._expired():
                 return
 
+    async def identity_code(self, store_id: int | None = None) -> str:
+        """What the app shows staff: a fresh single-scan identity code (POST .../identity-codes)."""
+        resp = await self.http.post(f"{self.server}/v1/devices/{self.device_id}/identity-codes",
+                                    json={"store_id": store_id} if store_id is not None else None,
+                                    headers={"Authorization": f"Bearer {self.token}"})
+        if resp.status_code != 201:
+            raise ShopperFailed(f"identity code refused: {resp.status_code} {resp.text[:200]}")
+        return str(resp.json()["code"])
+
     # --- http -----------------------------------------------------------------------------------
 
     async def _run_http(self) -> None:
-        url = f"{self.server}/v1/devices/{self.device_id}/positions"
         headers = {"Authorization": f"Bearer {self.token}"}
         fixes = self.fixes
         while self.next < len(fixes):
-            # a batch is every fix taken within batch_s of its first one, posted when the last is taken
+            # a batch is every item of one kind taken within batch_s of its first one, posted when the last is taken
             end = self.next
-            limit = fixes[self.next].t + self.batch_s
-            while end < len(fixes) and end - self.next < MAX_BATCH and fixes[end].t < limit:
+            first = fixes[self.next]
+            limit = first.t + self.batch_s
+            while (end < len(fixes) and end - self.next < MAX_BATCH and fixes[end].t < limit
+                   and fixes[end].kind == first.kind and (first.kind != "qr" or end == self.next)):
                 end += 1
             batch = fixes[self.next:end]
             await self.clock.sleep_until(batch[-1].t)
             if self._expired():
                 return
-            await self._post(url, headers, batch)
+            path, body = _http_request(batch)
+            await self._post(f"{self.server}/v1/devices/{self.device_id}/{path}", headers, batch, body)
 
-    async def _post(self, url: str, headers: dict[str, str], batch: list[Fix]) -> None:
+    async def _post(self, url: str, headers: dict[str, str], batch: list[Fix], body: dict[str, Any]) -> None:
         for attempt in range(1, MAX_RETRIES + 1):
             try:
                 sent = time.monotonic()
-                resp = await self.http.post(url, headers=headers, json={"fixes": [f.body for f in batch]})
+                resp = await self.http.post(url, headers=headers, json=body)
             except httpx.TransportError as exc:
                 reason = f"POST failed: {exc!r}"
             else:
@@ -324,7 +351,11 @@ class Shopper:
                     for f in batch:
                         self.sent_at[f.id] = sent
                     data = resp.json()
-                    self._receipt(data)
+                    if batch[0].kind == "qr":
+                        self.stats.fixes_accepted += 1
+                        self.stats.qr_scans += 1
+                    else:
+                        self._receipt(data)
                     received = time.monotonic()
                     for ev in data.get("events") or []:
                         self._event(ev, received)
@@ -341,3 +372,25 @@ class Shopper:
                 raise ShopperFailed(f"{reason}; giving up")
             log.warning("%s: %s; retrying", self.name, reason)
             await asyncio.sleep(_backoff(attempt))
+
+
+def _ws_message(batch: list[Fix]) -> dict[str, Any]:
+    """The websocket message carrying ``batch`` (all of one kind)."""
+    kind = batch[0].kind
+    if kind == "qr":
+        return {"type": "qr", **batch[0].body}
+    if kind == "scan":
+        return {"type": "beacons", "scans": [f.body for f in batch]}
+    if len(batch) == 1:
+        return {"type": "fix", **batch[0].body}
+    return {"type": "fixes", "fixes": [f.body for f in batch]}
+
+
+def _http_request(batch: list[Fix]) -> tuple[str, dict[str, Any]]:
+    """(path under the device, JSON body) of the HTTP request carrying ``batch``."""
+    kind = batch[0].kind
+    if kind == "qr":
+        return "qr-scans", batch[0].body
+    if kind == "scan":
+        return "beacon-scans", {"scans": [f.body for f in batch]}
+    return "positions", {"fixes": [f.body for f in batch]}

@@ -32,8 +32,10 @@ class ShopperEvent:
         lat = f"{self.latency_ms:7.1f} ms" if self.latency_ms is not None else "       -  "
         level = self.level_label or "?"
         dur = self.event.get("duration_s")
-        extra = f"  after {dur:.0f} s" if isinstance(dur, int | float) and self.kind != "enter" else ""
-        return f"{self.shopper:<12} {self.kind:<6} {self.zone_name} ({level}){extra}  latency {lat}"
+        extra = f"  after {dur:.0f} s" if isinstance(dur, int | float) and self.kind not in ("enter", "dwell") else ""
+        source = self.event.get("source")
+        via = f"  [{source}]" if source not in (None, "gps") else ""
+        return f"{self.shopper:<12} {self.kind:<6} {self.zone_name} ({level}){extra}  latency {lat}{via}"
 
 
 @dataclass(slots=True)
@@ -42,6 +44,7 @@ class ShopperStats:
 
     name: str
     fixes_planned: int = 0
+    locator: str = "gps"  # how the app locates itself: gps fixes or beacon scans
     fixes_sent: int = 0
     fixes_accepted: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
@@ -50,6 +53,8 @@ class ShopperStats:
     reconnects: int = 0
     pushes: int = 0  # notifications shown from the websocket (each once)
     backgrounded: int = 0
+    qr_scans: int = 0  # QR codes scanned and accepted
+    cards: int = 0  # times staff scanned this shopper's identity code
     failed: bool = False
 
 
@@ -83,6 +88,8 @@ class RunSummary:
     backgrounded: int  # times a shopper put the app in the background
     wall_s: float
     simulated_s: float
+    qr_scans: int = 0
+    cards: int = 0
 
     @property
     def events(self) -> int:
@@ -107,7 +114,7 @@ class RunSummary:
             mine = Counter(e.kind for e in s.events)
             kinds.update(mine)
             dropped.update(s.dropped)
-            per[s.name] = {"fixes": s.fixes_sent, "events": len(s.events), **mine}
+            per[s.name] = {"fixes": s.fixes_sent, "events": len(s.events), "beacons": s.locator == "beacons", **mine}
             lat += [e.latency_ms for e in s.events if e.latency_ms is not None]
         lat.sort()
         return cls(
@@ -123,6 +130,7 @@ class RunSummary:
             reconnects=sum(s.reconnects for s in stats),
             pushes=sum(s.pushes for s in stats), backgrounded=sum(s.backgrounded for s in stats),
             wall_s=wall_s, simulated_s=simulated_s,
+            qr_scans=sum(s.qr_scans for s in stats), cards=sum(s.cards for s in stats),
         )
 
     def format(self) -> str:
@@ -137,12 +145,15 @@ class RunSummary:
             f"{self.shoppers} shoppers over {self.transport}, speed-up {self.speedup:g}x: "
             f"{self.wall_s:.1f} s wall, {self.simulated_s / 60:.1f} min simulated",
             "",
-            f"{'shopper':<14}{'fixes':>7}" + "".join(f"{c:>7}" for c in cols),
+            f"{'shopper':<14}{'via':>8}{'sent':>7}" + "".join(f"{c:>{11 if len(c) > 6 else 7}}" for c in cols),
         ]
         for name, row in self.per_shopper.items():
             flag = "  FAILED" if name in self.failed_shoppers else ""
-            lines.append(f"{name:<14}{row['fixes']:>7}" + "".join(f"{row.get(c, 0):>7}" for c in cols) + flag)
-        lines.append(f"{'total':<14}{self.fixes_sent:>7}" + "".join(f"{self.kinds.get(c, 0):>7}" for c in cols))
+            via = "beacons" if row.get("beacons") else "gps"
+            lines.append(f"{name:<14}{via:>8}{row['fixes']:>7}"
+                         + "".join(f"{row.get(c, 0):>{11 if len(c) > 6 else 7}}" for c in cols) + flag)
+        lines.append(f"{'total':<14}{'':>8}{self.fixes_sent:>7}"
+                     + "".join(f"{self.kinds.get(c, 0):>{11 if len(c) > 6 else 7}}" for c in cols))
         lines += [
             "",
             f"fixes: {self.fixes_sent} sent, {self.fixes_accepted} accepted, "
@@ -152,6 +163,7 @@ class RunSummary:
             f"latency over {self.latencies} events: p50 {ms(self.latency_p50_ms)}, "
             f"p95 {ms(self.latency_p95_ms)}, max {ms(self.latency_max_ms)}",
             f"pushes shown from the websocket: {self.pushes}; app sent to background {self.backgrounded} time(s)",
+            f"QR codes scanned: {self.qr_scans}; identity codes scanned by staff: {self.cards}",
             f"reconnects: {self.reconnects}, errors: {len(self.errors)}, failed shoppers: "
             f"{len(self.failed_shoppers)}",
         ]

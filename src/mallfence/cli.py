@@ -1,4 +1,5 @@
-"""Command line: mallfence serve | demo | db upgrade | zones import / export."""
+"""Command line: mallfence serve | demo | dispatch | db upgrade | zones import / export | beacons import |
+qr import."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pydantic import ValidationError
 from mallfence import migrate
 from mallfence.config import Settings
 from mallfence.db import make_engine, make_session_factory, transaction
-from mallfence.errors import DomainError, Invalid, NotFound
+from mallfence.errors import DomainError, Invalid, Issue, NotFound
 from mallfence.venues import geojson, schemas
 from mallfence.venues import service as venue_service
 
@@ -83,6 +84,67 @@ def cmd_zones_import(args: argparse.Namespace) -> int:
         return 2
     print(summary.model_dump_json())
     return 0
+
+
+def import_beacons_file(settings: Settings, path: Path, slug: str | None, prune: bool = False) -> Any:
+    """Import a beacon layout (CSV, or GeoJSON points as in zones/*-beacons.geojson) into a venue."""
+    from mallfence.venues import beacon_service
+
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".csv":
+        rows, source = beacon_service.rows_from_csv(text), "csv"
+    else:
+        data = json.loads(text)
+        slug = slug or ((data.get("venue") or {}).get("slug") if isinstance(data, dict) else None)
+        rows, source = beacon_service.rows_from_geojson(data), "features"
+    return _in_venue(settings, slug, lambda s, v: beacon_service.import_beacons(s, venue=v, rows=rows,
+                                                                                 source=source, prune=prune))
+
+
+def import_qr_file(settings: Settings, path: Path, slug: str | None) -> Any:
+    """Import QR code definitions (zones/*-qr.json: codes bound by zone external ids) into a venue."""
+    from mallfence.venues import qr_service
+
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not isinstance(data.get("codes"), list):
+        raise Invalid(Issue(("codes",), "expected an object with a 'codes' array (see zones/README.md)"))
+    slug = slug or data.get("venue")
+    return _in_venue(settings, slug, lambda s, v: qr_service.import_codes(s, venue=v, codes=data["codes"]))
+
+
+def _in_venue(settings: Settings, slug: str | None, change: Any) -> Any:
+    if not slug:
+        raise NotFound("no --venue given and the file names no venue")
+    engine = make_engine(settings.database_url)
+    try:
+        migrate.upgrade(engine)
+        with transaction(make_session_factory(engine)) as session:
+            return change(session, venue_service.get_venue(session, slug=slug))
+    finally:
+        engine.dispose()
+
+
+def _report_import(run: Any) -> int:
+    try:
+        summary = run()
+    except Invalid as exc:
+        print(f"import refused, nothing was stored ({len(exc.issues)} problem(s)):", file=sys.stderr)
+        for issue in exc.issues:
+            print(f"  {'.'.join(map(str, issue.loc))}: {issue.msg}", file=sys.stderr)
+        return 2
+    except (DomainError, ValidationError, json.JSONDecodeError, OSError, UnicodeDecodeError) as exc:
+        print(f"import refused: {exc}", file=sys.stderr)
+        return 2
+    print(summary.model_dump_json())
+    return 0
+
+
+def cmd_beacons_import(args: argparse.Namespace) -> int:
+    return _report_import(lambda: import_beacons_file(_settings(args), Path(args.file), args.venue, args.prune))
+
+
+def cmd_qr_import(args: argparse.Namespace) -> int:
+    return _report_import(lambda: import_qr_file(_settings(args), Path(args.file), args.venue))
 
 
 def cmd_zones_export(args: argparse.Namespace) -> int:
@@ -184,6 +246,21 @@ def parser() -> argparse.ArgumentParser:
     exp.add_argument("--venue", required=True)
     exp.add_argument("--output", "-o")
     exp.set_defaults(func=cmd_zones_export)
+
+    beacons = sub.add_parser("beacons", help="import a venue's beacon layout")
+    b_sub = beacons.add_subparsers(dest="beacons_command", required=True)
+    b_imp = b_sub.add_parser("import", help="upsert beacons from CSV or GeoJSON points (all or nothing)")
+    b_imp.add_argument("file")
+    b_imp.add_argument("--venue", help="venue slug (default: the file's venue.slug)")
+    b_imp.add_argument("--prune", action="store_true", help="delete beacons that are not in the file")
+    b_imp.set_defaults(func=cmd_beacons_import)
+
+    qr = sub.add_parser("qr", help="import a venue's QR code definitions")
+    q_sub = qr.add_subparsers(dest="qr_command", required=True)
+    q_imp = q_sub.add_parser("import", help="upsert QR codes from a zones/*-qr.json file (all or nothing)")
+    q_imp.add_argument("file")
+    q_imp.add_argument("--venue", help="venue slug (default: the file's venue)")
+    q_imp.set_defaults(func=cmd_qr_import)
     return p
 
 

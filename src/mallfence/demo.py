@@ -2,8 +2,10 @@
 
 Embedded default only: a fresh SQLite file under ./var, the server on 127.0.0.1 in a thread, the
 local FCM server standing in for Firebase, mobile_stub shoppers walking the mall over websockets
-(every third one puts the app in the background for a while), and an operator who pushes an offer
-to everyone in the food court every few seconds. Prints each event and push as it arrives, then a
+(every second one located by Bluetooth beacons instead of GPS, every third one putting the app in the
+background for a while, all scanning QR codes where they linger), staff apps in a few stores that
+scan the identity code of each shopper who walks in, and an operator who pushes an offer to everyone
+in the food court every few seconds. Prints each event, push and customer card as it arrives, then a
 summary.
 """
 
@@ -19,19 +21,22 @@ from typing import Any
 
 import httpx
 
-from mallfence.cli import import_file
+from mallfence.cli import import_beacons_file, import_file, import_qr_file
 from mallfence.config import Settings
 from mallfence.delivery.fcm_local import LocalFcm
 from mallfence.errors import DomainError, Invalid
 from mallfence.server import BackgroundServer
 
 DEMO_DB = Path("var/demo.db")
-_COLOURS = {"enter": "\033[32m", "dwell": "\033[33m", "exit": "\033[36m", "push": "\033[35m"}
+_COLOURS = {"enter": "\033[32m", "dwell": "\033[33m", "exit": "\033[36m", "push": "\033[35m", "card": "\033[34m",
+            "qr_scan": "\033[1m", "staff_scan": "\033[1m"}
 OFFER_EVERY_S = 5.0  # wall seconds between two operator pushes to the food court
+STAFFED_STORES = 12  # stores with a staff app that scans arriving shoppers (the QR-coded ones first)
 
 
 def run_demo(*, shoppers: int, speedup: float, seed: int, venue_file: str, duration_s: float | None) -> int:
     from mobile_stub import ShopperEvent, StubError, run_shoppers
+    from mobile_stub.staff import format_card
 
     path = Path(venue_file)
     if not path.is_file():
@@ -49,6 +54,18 @@ def run_demo(*, shoppers: int, speedup: float, seed: int, venue_file: str, durat
             return 2
         slug = _slug(path)
         print(f"loaded {path}: {summary.zones} zones, {summary.stores} stores, {summary.levels_created} levels")
+        extras = [(import_beacons_file, path.with_name(f"{slug}-beacons.geojson"), "beacons"),
+                  (import_qr_file, path.with_name(f"{slug}-qr.json"), "codes")]
+        locator = "gps"
+        for load, extra, what in extras:
+            if extra.is_file():
+                try:
+                    count = getattr(load(settings, extra, slug), what)
+                except (Invalid, DomainError) as exc:
+                    print(f"cannot load {extra}: {exc}", file=sys.stderr)
+                    return 2
+                print(f"loaded {extra}: {count} {'QR codes' if what == 'codes' else what}")
+                locator = "mixed" if what == "beacons" else locator
         colour = sys.stdout.isatty()
         started = time.monotonic()
 
@@ -65,10 +82,15 @@ def run_demo(*, shoppers: int, speedup: float, seed: int, venue_file: str, durat
         def ws_push(shopper: str, msg: dict[str, Any]) -> None:
             say("push", f"{shopper:<12} push   via websocket: {msg.get('title')} (#{msg.get('id')})")
 
+        def card(shopper: str, body: dict[str, Any]) -> None:
+            say("card", f"{shopper:<12} card   staff of {body['store']['name']} scanned its code: {format_card(body)}")
+
         with BackgroundServer(settings) as url:
             print(f"mallfence serving on {url} (OpenAPI at {url}/docs); local FCM at {fcm.url}")
-            print(f"{shoppers} shoppers at {speedup:g}x speed; an operator pushes a food-court offer every "
-                  f"{OFFER_EVERY_S:g} s\n")
+            staff = _hire_staff(url, slug)
+            located = "every second one on beacons" if locator == "mixed" else "GPS"
+            print(f"{shoppers} shoppers at {speedup:g}x speed ({located}); staff apps in {len(staff)} stores; an "
+                  f"operator pushes a food-court offer every {OFFER_EVERY_S:g} s\n")
             stop = threading.Event()
             helpers = [threading.Thread(target=_operator, args=(url, slug, stop, say), daemon=True),
                        threading.Thread(target=_watch_fcm, args=(fcm, stop, say), daemon=True)]
@@ -77,7 +99,8 @@ def run_demo(*, shoppers: int, speedup: float, seed: int, venue_file: str, durat
             try:
                 result = asyncio.run(run_shoppers(url, slug, shoppers=shoppers, speedup=speedup, seed=seed,
                                                   on_event=show, on_push=ws_push, background_every=3,
-                                                  max_duration_s=duration_s))
+                                                  max_duration_s=duration_s, locator=locator, scan_qr=True,
+                                                  staff_tokens=staff, on_card=card))
             except StubError as exc:
                 print(f"demo failed: {exc}", file=sys.stderr)
                 return 1
@@ -94,6 +117,15 @@ def run_demo(*, shoppers: int, speedup: float, seed: int, venue_file: str, durat
         print(result.format())
         print(f"notifications: {dict(statuses)}; FCM received {len(fcm.received)} message(s)")
     return 0 if result.ok and result.events else 1
+
+
+def _hire_staff(url: str, slug: str) -> tuple[str, ...]:
+    """One staff app (its token) in each of a few stores: the ones with QR codes first, then the biggest."""
+    stores = httpx.get(f"{url}/v1/venues/{slug}/stores").json()
+    coded = {c.get("store_id") for c in httpx.get(f"{url}/v1/venues/{slug}/qr-codes").json()}
+    picked = sorted(stores, key=lambda st: (st["id"] not in coded, st["id"]))[:STAFFED_STORES]
+    return tuple(httpx.post(f"{url}/v1/venues/{slug}/staff", json={"store_id": st["id"], "name": f"Desk {i + 1}"})
+                 .json()["token"] for i, st in enumerate(picked))
 
 
 def _operator(url: str, slug: str, stop: threading.Event, say: Any) -> None:

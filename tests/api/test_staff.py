@@ -249,3 +249,17 @@ def test_the_staff_stream_refuses_a_bad_token(client: TestClient, mall: dict) ->
     with pytest.raises(WebSocketDisconnect) as exc, client.websocket_connect("/v1/staff/stream?token=mfs_x") as ws:
         ws.receive_json()
     assert exc.value.code == 4401
+
+
+def test_a_scan_does_not_make_the_next_fixes_of_a_late_clock_stale(client: TestClient, mall: dict) -> None:
+    """Presence runs on the device's clock; this one is an hour behind the server's. The staff scan is
+    dated on the device's clock as its fixes tell it, so the fix it sends right after still counts."""
+    device, auth = register(client)
+    client.post(f"/v1/devices/{device}/positions", headers=auth, json={"fixes": [fix(-5, 5, 0)]})
+    card = staff_scan(client, hire(client, mall["books"]), code_for(client, device, auth)).json()
+    assert [z["name"] for z in card["here_now"]] == ["Books zone"]
+    r = client.post(f"/v1/devices/{device}/positions", headers=auth, json={"fixes": [fix(10, 10, 5)]})
+    assert r.json()["accepted"] == 1 and r.json()["dropped"] == []
+    scan = next(e for e in client.get(f"/v1/devices/{device}/events", headers=auth).json()
+                if e["kind"] == "staff_scan")
+    assert abs((datetime.fromisoformat(scan["at"]) - datetime.fromisoformat(fix(-5, 5, 0)["ts"])).total_seconds()) < 5

@@ -357,3 +357,10 @@ def test_streams_with_ground_truth_still_alternate_and_end_inside_the_certain_zo
             continue
         check_stream([brief(e) for e in got], settled)
         assert sure <= set(state.inside_zones())
+
+
+def test_device_now_follows_the_device_clock_at_the_server_pace():
+    assert DeviceState().device_now(5000.0) == 5000.0  # nothing known: the server's clock
+    late = DeviceState(last_ts=1000.0, seen_at=4600.0)  # the device's clock is an hour behind
+    assert late.device_now(4630.0) == 1030.0
+    assert late.device_now(4500.0) == 1000.0  # never before the last fix

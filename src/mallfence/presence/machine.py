@@ -73,6 +73,9 @@ class DeviceState:
     floor_hint: tuple[int, float] | None = None
     # The locator's memory between scans (the beacon RSSI smoother); opaque here, only cloned.
     radio: Any = None
+    # Server wall time (epoch s) when last_ts was accepted: device time goes on at the server's pace, so
+    # last_ts + (server now - seen_at) estimates the device's clock now (``device_now``).
+    seen_at: float | None = None
 
     def clone(self) -> DeviceState:
         return DeviceState(
@@ -80,7 +83,19 @@ class DeviceState:
             {z: ZonePresence(p.inside, p.since, p.pending, p.dwell_fired) for z, p in self.zones.items()},
             self.floor_hint,
             self.radio.clone() if self.radio is not None else None,
+            self.seen_at,
         )
+
+    def device_now(self, server_now: float) -> float:
+        """The device's clock at server time ``server_now``, as far as its fixes tell.
+
+        For events the server dates itself (a staff scan): dating them by the server's clock would, on a
+        device whose clock runs behind, make its next fixes look stale and drop them. The estimate never
+        runs ahead of the device (a fix is stamped before it is sent), only behind by the network delay.
+        """
+        if self.last_ts is None or self.seen_at is None:
+            return server_now
+        return self.last_ts + max(0.0, server_now - self.seen_at)
 
     def floor_at(self, ts: float) -> int | None:
         """The hinted level if the hint still holds at device time ``ts``."""

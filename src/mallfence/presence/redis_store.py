@@ -139,6 +139,8 @@ def encode(state: DeviceState) -> str:
         data["f"] = list(state.floor_hint)
     if state.radio is not None:
         data["r"] = state.radio.to_dict()
+    if state.seen_at is not None:
+        data["s"] = state.seen_at
     return json.dumps(data, separators=(",", ":"))
 
 
@@ -147,7 +149,7 @@ def decode(raw: str) -> DeviceState:
     zones = {int(z): ZonePresence(bool(p[0]), p[1], p[2], bool(p[3])) for z, p in data["z"].items()}
     hint = data.get("f")
     radio = RssiSmoother.from_dict(data["r"]) if data.get("r") else None
-    return DeviceState(data["t"], zones, (int(hint[0]), float(hint[1])) if hint else None, radio)
+    return DeviceState(data["t"], zones, (int(hint[0]), float(hint[1])) if hint else None, radio, data.get("s"))
 
 
 @contextmanager

@@ -138,7 +138,7 @@ def scan_shopper(body: StaffScanIn, member: CurrentStaff, rt: RuntimeDep) -> Cus
                  data={"staff_id": member.id, "staff_name": member.name, "store_id": store.id,
                        "store_name": store.name})
     events = tracking.pin(rt, device=device, zone_id=zone.id if zone else None,
-                          point=(point.x, point.y) if point else None, level=level, at=now, source="staff", scan=scan,
+                          point=(point.x, point.y) if point else None, level=level, at=None, source="staff", scan=scan,
                           floor_hint_s=rt.settings.floor_hint_qr_s)
     scan_event = next(e for e in events if e.kind == "staff_scan")
     with rt.sessions() as s:

@@ -18,8 +18,7 @@ def scan_qr(rt: Runtime, *, device: Device, data: QrScanIn) -> QrScanOut:
     """Verify the payload (validity by the server's clock: a device clock is not trusted with expiry), store
     the scan, and put the device in the code's zone now."""
     now = datetime.now(UTC)
-    at = data.ts or now
-    issues = service.check_times(rt, [at], "scans")
+    issues = service.check_times(rt, [data.ts], "scans") if data.ts is not None else []
     if issues:
         raise Invalid([Issue(("ts",), i.msg) for i in issues])
     with rt.sessions() as session:
@@ -36,11 +35,11 @@ def scan_qr(rt: Runtime, *, device: Device, data: QrScanIn) -> QrScanOut:
         )
     scan = Event(
         venue_id=device.venue_id, device_id=device.id, zone_id=zone.id if zone else None, kind="qr_scan",
-        occurred_at=at, source="qr", fix_id=f"qr:{code.code}", lon=point[0] if point else None,
+        occurred_at=data.ts or now, source="qr", fix_id=f"qr:{code.code}", lon=point[0] if point else None,
         lat=point[1] if point else None, accuracy_m=service.GROUND_TRUTH_ACCURACY_M, floor=scanned.level,
         data={k: v for k, v in (("code", code.code), ("label", code.label), ("sku", code.sku),
                                 ("store_id", target.store_id), ("store_name", target.store_name)) if v is not None},
     )
     events = service.pin(rt, device=device, zone_id=zone.id if zone else None, point=point, level=scanned.level,
-                         at=at, source="qr", scan=scan, floor_hint_s=rt.settings.floor_hint_qr_s)
+                         at=data.ts, source="qr", scan=scan, floor_hint_s=rt.settings.floor_hint_qr_s)
     return QrScanOut(target=target, floor=scanned.level, events=events)

@@ -11,6 +11,7 @@ batch, the device's state is as if the batch never came, and a retry gives the s
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -183,7 +184,9 @@ def ingest(rt: Runtime, *, device: Device, fixes: Sequence[FixIn], source: str =
     order = sorted(range(len(fixes)), key=lambda i: fixes[i].ts)
     with rt.states.locked(device.id):
         state = rt.states.get(device.id)
+        before = state.last_ts
         produced, stale = _observe(snapshot, state, [fixes[i] for i in order], source)
+        _seen(state, before)
         out, hooked = _store(rt, device, snapshot, produced)
         rt.states.put(device.id, state)
     _finish(rt, device.id, out, hooked)
@@ -250,7 +253,9 @@ def ingest_beacons(rt: Runtime, *, device: Device, scans: Sequence[BeaconScanIn]
                                         floor=fix.level, accuracy_m=fixes[-1].accuracy_m,
                                         beacons_used=fix.beacons_used, method=fix.method))  # type: ignore[arg-type]
         state.radio = smoother
+        before = state.last_ts
         produced, _ = _observe(snapshot, state, fixes, "beacon")  # none stale: filtered above
+        _seen(state, before)
         if fixes:
             state.floor_hint = (fixes[-1].floor, fixes[-1].ts.timestamp() + rt.settings.floor_hint_beacon_s)  # type: ignore[operator]
         out, hooked = _store(rt, device, snapshot, produced)
@@ -266,17 +271,24 @@ def ingest_beacons(rt: Runtime, *, device: Device, scans: Sequence[BeaconScanIn]
 
 
 # -- ground truth: QR codes, staff scans ------------------------------------------------------------------
+def _seen(state: DeviceState, before: float | None) -> None:
+    if state.last_ts != before:
+        state.seen_at = time.time()
+
+
 def pin(rt: Runtime, *, device: Device, zone_id: int | None, point: tuple[float, float] | None,
-        level: int | None, at: datetime, source: str, scan: Event, floor_hint_s: float) -> list[EventOut]:
+        level: int | None, at: datetime | None, source: str, scan: Event, floor_hint_s: float) -> list[EventOut]:
     """The device is at ``point`` (lon, lat) on ``level``, inside ``zone_id``, now: store ``scan`` (its
     event) and enter that zone, and every zone the point is deep inside, at once.
 
-    Presence cannot go back in time: a scan dated before the device's last fix counts as just after it.
+    ``at`` is the device's time of the scan; None (staff scans, apps that send none) means the device's
+    clock now as estimated from its fixes. Presence cannot go back in time: a scan dated before the
+    device's last fix counts as just after it.
     """
     snapshot = snapshot_of(rt, device.venue_id)
     with rt.states.locked(device.id):
         state = rt.states.get(device.id)
-        ts = at.timestamp()
+        ts = at.timestamp() if at is not None else state.device_now(time.time())
         if state.last_ts is not None and ts <= state.last_ts:
             ts = state.last_ts + EPSILON_S
         when = datetime.fromtimestamp(ts, UTC)
@@ -290,6 +302,7 @@ def pin(rt: Runtime, *, device: Device, zone_id: int | None, point: tuple[float,
             produced = [_Produced(e, None, source) for e in events]
         if level is not None:
             state.floor_hint = (level, ts + floor_hint_s)
+        state.seen_at = time.time()
         scan.occurred_at = when
         out, hooked = _store(rt, device, snapshot, produced, [scan])
         rt.states.put(device.id, state)
