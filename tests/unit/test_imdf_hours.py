@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mallfence.venues.imdf_hours import DAYS, HoursNotConverted, from_osm, to_osm
+from mallfence.venues.imdf_hours import DAYS, HoursNotConverted, from_osm, to_osm, valid_at
 from mallfence.venues.schemas import OpeningHours
 
 
@@ -134,3 +136,21 @@ def day_spans(draw: st.DrawFn) -> list[list[str]]:
 def test_any_week_survives_a_round_trip_through_osm(hours: dict) -> None:
     OpeningHours(**hours)
     assert from_osm(to_osm(hours)).hours == hours
+
+
+NOW = datetime(2025, 6, 1, 12, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("validity", "valid", "problems"), [
+    (None, True, []),
+    ({}, True, []),
+    ({"start": "2025-01-01T00:00:00+01:00", "end": None}, True, []),
+    ({"start": "2025-06-01T12:00:00Z"}, True, []),  # from the start, inclusive
+    ({"end": "2025-06-01T12:00:00Z"}, False, []),  # until the end, exclusive
+    ({"start": "2025-07-01T00:00:00Z"}, False, []),
+    ({"start": "2025-06-01T13:00:00+02:00"}, True, []),  # 11:00 UTC
+    ({"start": "2025-06-01T12:30:00"}, False, []),  # no offset: UTC
+    ({"start": "soon", "end": "2020-01-01T00:00:00Z"}, False, ["validity.start 'soon' is not a date-time: ignored"]),
+])
+def test_validity(validity: dict | None, valid: bool, problems: list[str]) -> None:
+    assert valid_at(validity, NOW) == (valid, problems)

@@ -11,8 +11,8 @@ from shapely.geometry import LineString, Point, box
 
 from mallfence.errors import Invalid
 from mallfence.venues.imdf_archive import read_zip
-from mallfence.venues.imdf_features import read_features
-from mallfence.venues.imdf_plan import Plan, build_plan, label
+from mallfence.venues.imdf_features import label, read_features
+from mallfence.venues.imdf_plan import Plan, build_plan
 from tests.factories import PROJ, geojson
 from tests.imdf_archives import SHOP_HOURS, feature, find, mall, remove, zip_archive
 
@@ -318,3 +318,23 @@ def test_every_problem_is_named_at_once_without_knock_on_errors() -> None:
     where = sorted(i.loc[:2] for i in info.value.issues)
     assert where == [("occupant.geojson", "occ-denim"), ("unit.geojson", "u-cinema"), ("unit.geojson", "u-shop1"),
                      ("unit.geojson", "u-walk1")]
+
+
+def test_venue_without_display_point_is_anchored_at_its_centre() -> None:
+    files = mall()
+    find(files, "venue")["properties"]["display_point"] = None
+    p = plan(files)
+    assert shapely.distance(PROJ.geometry_to_local(Point(p.anchor)), Point(30, 20)) < 0.01
+    assert ("venue.geojson", "no display_point: the anchor is the centre of the outline") in p.notes
+
+
+def test_kiosk_anchor_in_its_unit_is_no_warning_and_long_ids_keep_their_level() -> None:
+    files = mall()
+    find(files, "anc-coffee")["geometry"] = geojson(Point(20, 35))  # in the food hall, outside the kiosk
+    long_id = "g" * 128
+    find(files, "gf-pickup").update(id=long_id)
+    find(files, long_id)["properties"]["level_ids"] = ["lvl-0", "lvl-1"]
+    p = plan(files)
+    assert dict(p.warnings) == {}
+    ids = sorted(z.data.external_id for z in p.zones if z.file == "geofence.geojson")
+    assert ids == ["g" * 120 + "@0", "g" * 120 + "@1"]

@@ -208,3 +208,21 @@ def _check_refs(
                 issues.append(_issue(feature.file, feature.id, ("properties", prop),
                                      f"{prop} {ref!r} is not the id of any {target} in {target}.geojson{found}"))
     return issues
+
+
+def label(labels: Any, lang: str) -> str | None:
+    """The label in ``lang``, else one in the same language, else the first (by tag)."""
+    if labels is None:
+        return None
+    if isinstance(labels, str):
+        return labels.strip()
+    if lang in labels:
+        return labels[lang].strip()
+    primary = lang.split("-")[0].lower()
+    same = sorted(k for k in labels if k.split("-")[0].lower() == primary)
+    return labels[(same or sorted(labels))[0]].strip()
+
+
+def names_of(labels: Any, lang: str) -> dict[str, str]:
+    """Every translation of a LABELS value (a bare string counts as ``lang``)."""
+    return {lang: labels} if isinstance(labels, str) else dict(labels or {})

@@ -1,4 +1,4 @@
-"""IMDF hours (OSM ``opening_hours`` strings) to mallfence opening hours, and back.
+"""IMDF time values: hours (OSM ``opening_hours`` strings) to mallfence opening hours and back; validity.
 
 mallfence keeps a plain week: per weekday a list of ["HH:MM", "HH:MM"]. The weekly part of the OSM
 syntax maps onto that exactly: weekday lists and ranges, time spans (also past midnight), ``24/7``,
@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 OSM_DAYS = ("Mo", "Tu", "We", "Th", "Fr", "Sa", "Su")
@@ -219,3 +221,20 @@ def to_osm(hours: Mapping[str, Sequence[Sequence[str]]]) -> str:
         rules.append(f"{days} {times}")
         d = end + 1
     return "; ".join(rules)
+
+
+def valid_at(validity: Any, now: datetime) -> tuple[bool, list[str]]:
+    """Whether an IMDF validity ({start, end}, date-times) holds at ``now``; unreadable bounds are ignored, named."""
+    if not isinstance(validity, dict):
+        return True, []
+    bounds, problems = [], []
+    for key in ("start", "end"):
+        value = validity.get(key)
+        try:
+            when = datetime.fromisoformat(value) if isinstance(value, str) else None
+        except ValueError:
+            problems.append(f"validity.{key} {value!r} is not a date-time: ignored")
+            when = None
+        bounds.append(when.replace(tzinfo=when.tzinfo or UTC) if when else None)  # no offset: read as UTC
+    start, end = bounds
+    return (start is None or start <= now) and (end is None or now < end), problems

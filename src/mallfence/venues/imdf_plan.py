@@ -20,14 +20,14 @@ import shapely
 from pydantic import ValidationError
 from shapely.geometry import mapping, shape
 from shapely.geometry.polygon import orient
-from shapely.ops import polylabel
 
 from mallfence.errors import Invalid, Issue
 from mallfence.presence.defaults import settings_for
 from mallfence.spatial.projection import LocalProjection
 from mallfence.venues import schemas
-from mallfence.venues.imdf_features import Feature, Features
-from mallfence.venues.imdf_hours import HoursNotConverted, from_osm
+from mallfence.venues.imdf_features import Feature, Features, label, names_of
+from mallfence.venues.imdf_geometry import ENTRANCE_DEPTH_M, entrance_area, is_outside_door, lowered_margin
+from mallfence.venues.imdf_hours import HoursNotConverted, from_osm, valid_at
 
 UNIT_KINDS = {"walkway": "corridor", "lobby": "corridor", "ramp": "corridor", "footbridge": "corridor",
               "movingwalkway": "corridor", "parking": "parking", "foodservice": "food_court",
@@ -39,9 +39,6 @@ TENANT_UNITS = {"room", "unspecified", "foodservice", "movietheater", "theater",
 PRIVATE_UNITS = ("restroom", "shower", "mothersroom")  # never geofenced: no presence in toilets
 IMPORTED_TYPES = {"venue", "level", "unit", "kiosk", "opening", "occupant", "anchor", "amenity", "geofence",
                   "address"}
-ENTRANCE_DEPTH_M = 4.0  # how far into the building an entrance zone reaches from its door
-OUTLINE_TOLERANCE_M = 0.5  # a door this close to the level outline is an outside door
-MIN_CORE_M = 0.5  # narrowest core (zone minus enter margin) worth keeping a kind's default margin for
 MAX_NAME = 200
 
 
@@ -69,38 +66,21 @@ class Plan:
     issues: list[Issue] = field(default_factory=list)
 
 
-def label(labels: Any, lang: str) -> str | None:
-    """The label in ``lang``, else one in the same language, else the first (by tag)."""
-    if labels is None:
-        return None
-    if isinstance(labels, str):
-        return labels.strip()
-    if lang in labels:
-        return labels[lang].strip()
-    primary = lang.split("-")[0].lower()
-    same = sorted(k for k in labels if k.split("-")[0].lower() == primary)
-    return labels[(same or sorted(labels))[0]].strip()
-
-
-def _names(labels: Any, lang: str) -> dict[str, str]:
-    return {lang: labels} if isinstance(labels, str) else dict(labels or {})
-
-
 def build_plan(features: Features, *, language: str | None = None, now: datetime | None = None) -> Plan:
     """The venue, levels and zones the archive describes; the features were checked by read_features."""
     manifest = features.manifest
     lang = language or (manifest.get("language") if isinstance(manifest.get("language"), str) else None) or "en"
     venue = features.of("venue")[0]
     address = features.ref(venue, "address_id")
-    point = venue.props.get("display_point")
-    if isinstance(point, dict) and point.get("type") == "Point" and _lonlat_ok(point.get("coordinates")):
-        anchor = (float(point["coordinates"][0]), float(point["coordinates"][1]))
-    else:
+    anchor = _display_point(venue)
+    if anchor is None:  # IMDF requires a display point; without one the outline's centre will do
         c = shape(venue.geometry).centroid
         anchor = (c.x, c.y)
     name = label(venue.props.get("name"), lang) or "Venue"
-    plan = Plan(venue_name=name[:MAX_NAME], venue_names=_names(venue.props.get("name"), lang), anchor=anchor,
+    plan = Plan(venue_name=name[:MAX_NAME], venue_names=names_of(venue.props.get("name"), lang), anchor=anchor,
                 country=address.props.get("country") if address else None, language=lang, levels=[])
+    if anchor != _display_point(venue):
+        plan.notes["venue.geojson", "no display_point: the anchor is the centre of the outline"].append(venue.id)
     if manifest.get("version") != "1.0.0":
         plan.warnings["manifest.json", f"version {manifest.get('version')!r}: read as IMDF 1.0.0"].append("")
     _Planner(features, plan, now or datetime.now(UTC)).run(venue, address)
@@ -116,9 +96,13 @@ def build_plan(features: Features, *, language: str | None = None, now: datetime
     return plan
 
 
-def _lonlat_ok(c: Any) -> bool:
-    return (isinstance(c, list) and len(c) in (2, 3) and all(isinstance(v, int | float) for v in c)
-            and -180 <= c[0] <= 180 and -90 <= c[1] <= 90)
+def _display_point(feature: Feature) -> tuple[float, float] | None:
+    point = feature.props.get("display_point")
+    c = point.get("coordinates") if isinstance(point, dict) and point.get("type") == "Point" else None
+    if (isinstance(c, list) and len(c) in (2, 3) and all(isinstance(v, int | float) for v in c)
+            and -180 <= c[0] <= 180 and -90 <= c[1] <= 90):
+        return float(c[0]), float(c[1])
+    return None
 
 
 class _Planner:
@@ -134,7 +118,7 @@ class _Planner:
         level_meta = self._levels()
         for amenity in self.f.of("amenity"):
             item = {"id": amenity.id, "category": amenity.props.get("category"),
-                    "names": _names(amenity.props.get("name"), self.lang)}
+                    "names": names_of(amenity.props.get("name"), self.lang)}
             for unit_id in amenity.props.get("unit_ids") or []:
                 self.amenities[unit_id].append(item)
             if not amenity.props.get("unit_ids"):
@@ -172,28 +156,19 @@ class _Planner:
         self.plan.zones.append(PlannedZone(data, feature.file, feature.id))
 
     def _presence(self, feature: Feature, kind: str, geometry: dict[str, Any]) -> schemas.PresenceOverrides:
-        """IMDF has no presence settings; a zone too narrow for its kind's enter margin gets a smaller one.
-
-        Too narrow: the core left after the margin is under MIN_CORE_M across (a 3 m escalator at the
-        custom 1.5 m would keep a sliver no fix could ever land in).
-        """
-        margin = settings_for(kind).enter_margin_m
-        local = self.proj.geometry_to_local(shapely.force_2d(shape(geometry)))
-        widest = max(shapely.boundary(p).distance(polylabel(p, 0.05)) for p in shapely.get_parts(local))
-        if widest - margin >= MIN_CORE_M / 2:
+        margin = lowered_margin(self.proj.geometry_to_local(shapely.force_2d(shape(geometry))), kind)
+        if margin is None:
             return schemas.PresenceOverrides()
-        lowered = round(widest * 2 / 3, 1)  # the core keeps about a third of the half-width
-        if lowered < 0.1:
-            return schemas.PresenceOverrides()  # hopeless: the service's check names the feature
-        self.plan.notes[feature.file, f"narrow zone: enter margin lowered from {margin:g} m to fit"].append(feature.id)
-        return schemas.PresenceOverrides(enter_margin_m=lowered)
+        self.plan.notes[feature.file, f"narrow zone: enter margin lowered from {settings_for(kind).enter_margin_m:g} "
+                        "m to fit"].append(feature.id)
+        return schemas.PresenceOverrides(enter_margin_m=margin)
 
     def _meta(self, feature: Feature, **extra: Any) -> dict[str, Any]:
-        meta: dict[str, Any] = {"names": _names(feature.props.get("name"), self.lang),
+        meta: dict[str, Any] = {"names": names_of(feature.props.get("name"), self.lang),
                                 "imdf": {"feature_type": feature.type, "id": feature.id,
                                          "category": feature.props.get("category")}}
         if feature.props.get("alt_name"):
-            meta["alt_names"] = _names(feature.props["alt_name"], self.lang)
+            meta["alt_names"] = names_of(feature.props["alt_name"], self.lang)
         if self.amenities.get(feature.id):
             meta["amenities"] = sorted(self.amenities[feature.id], key=lambda a: a["id"])
         return meta | {k: v for k, v in extra.items() if v is not None}
@@ -219,8 +194,8 @@ class _Planner:
             self.plan.levels.append(schemas.LevelIn(ordinal=ordinal, name=name[:100],
                                                     short_name=short[:20] if short else None))
             meta[ordinal] = {"ordinal": ordinal, "ids": [level.id],
-                             "names": _names(level.props.get("name"), self.lang),
-                             "short_names": _names(level.props.get("short_name"), self.lang)}
+                             "names": names_of(level.props.get("name"), self.lang),
+                             "short_names": names_of(level.props.get("short_name"), self.lang)}
         return [meta[o] for o in sorted(meta)]
 
     # -- units, kiosks and their occupants ------------------------------------------------------
@@ -230,9 +205,10 @@ class _Planner:
         for occupant in self.f.of("occupant"):
             anchor = self.f.ref(occupant, "anchor_id")
             assert anchor is not None  # read_features checked every reference
-            space = kiosk_of_anchor.get(anchor.id) or self.f.ref(anchor, "unit_id")
-            assert space is not None
-            if not shape(space.geometry).buffer(1e-7).covers(shape(anchor.geometry)):
+            unit = self.f.ref(anchor, "unit_id")
+            assert unit is not None
+            space = kiosk_of_anchor.get(anchor.id) or unit
+            if not shape(unit.geometry).buffer(1e-7).covers(shape(anchor.geometry)):
                 self.plan.warnings["anchor.geojson", "anchor lies outside the unit it names"].append(anchor.id)
             tenants[space.id].append(occupant)
         for space in self.f.of("unit") + self.f.of("kiosk"):
@@ -280,7 +256,7 @@ class _Planner:
         category = str(p["category"])[:100] if p.get("category") else None
         active = self._valid_now(occupant)
         name = label(space.props.get("name"), self.lang) or brand
-        occ = {"id": occupant.id, "names": _names(p.get("name"), self.lang), "category": p.get("category"),
+        occ = {"id": occupant.id, "names": names_of(p.get("name"), self.lang), "category": p.get("category"),
                "anchor_id": p.get("anchor_id")}
         occ |= {k: p[k] for k in ("phone", "website", "validity", "correlation_id") if p.get(k) is not None}
         meta = self._meta(space, occupant=occ, hours=p.get("hours"))
@@ -292,21 +268,9 @@ class _Planner:
 
     def _valid_now(self, occupant: Feature) -> bool:
         """IMDF validity switches a tenant on and off; applied as of the import (nothing re-checks it later)."""
-        validity = occupant.props.get("validity")
-        if not isinstance(validity, dict):
-            return True
-        bounds = []
-        for key in ("start", "end"):
-            value = validity.get(key)
-            try:
-                when = datetime.fromisoformat(value) if isinstance(value, str) else None
-            except ValueError:
-                self.plan.warnings["occupant.geojson", f"validity.{key} {value!r} is not a date-time: "
-                                   "ignored"].append(occupant.id)
-                when = None
-            bounds.append(when.replace(tzinfo=when.tzinfo or UTC) if when else None)
-        start, end = bounds
-        active = (start is None or start <= self.now) and (end is None or self.now < end)
+        active, problems = valid_at(occupant.props.get("validity"), self.now)
+        for problem in problems:
+            self.plan.warnings["occupant.geojson", problem].append(occupant.id)
         if not active:
             self.plan.notes["occupant.geojson", "not valid today (validity): the store zone is inactive"
                             ].append(occupant.id)
@@ -320,9 +284,9 @@ class _Planner:
         meta = self._meta(geofence, parents=geofence.props.get("parents"),
                           correlation_id=geofence.props.get("correlation_id"))
         for ordinal in ordinals or [None]:
-            eid = geofence.id if len(ordinals) <= 1 else f"{geofence.id}@{ordinal}"  # one zone per level
+            eid = geofence.id if len(ordinals) <= 1 else f"{geofence.id[:120]}@{ordinal}"  # one zone per level
             self.add(geofence, kind="custom", name=name or self._fallback_name(geofence, ordinal), level=ordinal,
-                     geometry=geofence.geometry, tags=[category], metadata=meta, external_id=eid[:128])
+                     geometry=geofence.geometry, tags=[category], metadata=meta, external_id=eid)
 
     def _opening(self, opening: Feature) -> None:
         category = str(opening.props.get("category") or "")
@@ -332,14 +296,12 @@ class _Planner:
         level = self.f.ref(opening, "level_id")
         assert level is not None
         to_local = self.proj.geometry_to_local
-        door = to_local(shapely.force_2d(shape(opening.geometry)))
-        outline = to_local(shapely.force_2d(shape(level.geometry)))
-        if not outline.boundary.buffer(OUTLINE_TOLERANCE_M).covers(door):
+        door, outline = (to_local(shapely.force_2d(shape(f.geometry))) for f in (opening, level))
+        if not is_outside_door(door, outline):
             self.skip(opening, "inside door (not on its level's outline): mallfence has no door zones")
             return
-        area = door.buffer(ENTRANCE_DEPTH_M, cap_style="flat").intersection(outline)
-        area = shapely.union_all([p for p in shapely.get_parts(area) if p.geom_type == "Polygon"])
-        if area.is_empty or area.area < 1.0:
+        area = entrance_area(door, outline)
+        if area is None:
             self.skip(opening, "outside door with no floor behind it on its level")
             return
         rounded = shapely.set_precision(orient(self.proj.geometry_to_wgs84(area), 1.0), 1e-7)  # 1 cm, as drawn
