@@ -287,3 +287,15 @@ def test_archive_is_documented_in_openapi(client: TestClient) -> None:
     op = client.get("/openapi.json").json()["paths"]["/v1/venues/{slug}/import/imdf"]["post"]
     assert "application/zip" in op["requestBody"]["content"]
     assert {p["name"] for p in op["parameters"]} >= {"timezone", "language", "prune"}
+
+
+def test_geojson_import_counts_a_store_edit_as_an_update(client: TestClient) -> None:
+    """The upsert steps both importers share: a tenant's new hours are a change, not 'unchanged'."""
+    fc = json.loads((ZONES / "harbourside-mall.geojson").read_text())
+    client.post("/v1/venues", json=fc["venue"])
+    client.post("/v1/venues/harbourside/import", json=fc)
+    store = next(f for f in fc["features"] if f["properties"]["external_id"] == "L0-U012")["properties"]["store"]
+    store["opening_hours"]["sun"] = []
+    r = client.post("/v1/venues/harbourside/import", json=fc).json()
+    assert (r["updated"], r["unchanged"]) == (1, 99)
+    assert client.post("/v1/venues/harbourside/import", json=fc).json()["unchanged"] == 100
