@@ -1,11 +1,12 @@
-"""Command line: mallfence serve | demo | dispatch | db upgrade | zones import / export | beacons import |
-qr import."""
+"""Command line: mallfence serve | demo | dispatch | db upgrade | zones import (GeoJSON or IMDF) / export |
+beacons import | qr import."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from mallfence import migrate
 from mallfence.config import Settings
 from mallfence.db import make_engine, make_session_factory, transaction
 from mallfence.errors import DomainError, Invalid, Issue, NotFound
-from mallfence.venues import geojson, schemas
+from mallfence.venues import geojson, imdf_archive, imdf_import, schemas
 from mallfence.venues import service as venue_service
 
 
@@ -48,6 +49,25 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def is_imdf(path: Path) -> bool:
+    """An IMDF archive is a folder or a .zip; anything else is taken for GeoJSON."""
+    return path.is_dir() or zipfile.is_zipfile(path)
+
+
+def import_imdf(settings: Settings, path: Path, slug: str | None, prune: bool = False, timezone: str | None = None,
+                language: str | None = None) -> schemas.ImdfImportReport:
+    """Import an IMDF archive (zip or folder), creating the venue from it if needed."""
+    archive = imdf_archive.read_path(path)
+    engine = make_engine(settings.database_url)
+    try:
+        migrate.upgrade(engine)
+        with transaction(make_session_factory(engine)) as session:
+            return imdf_import.import_archive(session, archive=archive, slug=slug or imdf_import.default_slug(archive),
+                                              timezone=timezone, language=language, prune=prune)
+    finally:
+        engine.dispose()
+
+
 def import_file(settings: Settings, path: Path, slug: str | None, prune: bool = False) -> schemas.ImportSummary:
     """Import a venue file into the database, creating the venue from its ``venue`` member if needed."""
     collection = json.loads(path.read_text())
@@ -72,8 +92,18 @@ def import_file(settings: Settings, path: Path, slug: str | None, prune: bool = 
 
 
 def cmd_zones_import(args: argparse.Namespace) -> int:
+    path = Path(args.file)
     try:
-        summary = import_file(_settings(args), Path(args.file), args.venue, args.prune)
+        if is_imdf(path):
+            report = import_imdf(_settings(args), path, args.venue, args.prune, args.timezone, args.language)
+            print(report.model_dump_json(indent=1))
+            print(imdf_import.summary_line(report), file=sys.stderr)
+            return 0
+        if args.timezone or args.language:
+            print("import refused: --timezone and --language are for IMDF archives (a GeoJSON file names its "
+                  "venue's timezone in 'venue')", file=sys.stderr)
+            return 2
+        summary = import_file(_settings(args), path, args.venue, args.prune)
     except Invalid as exc:
         print(f"import refused, nothing was stored ({len(exc.issues)} problem(s)):", file=sys.stderr)
         for issue in exc.issues:
@@ -235,12 +265,15 @@ def parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply pending migrations").set_defaults(func=cmd_db_upgrade)
 
-    zones = sub.add_parser("zones", help="import / export venue maps (GeoJSON)")
+    zones = sub.add_parser("zones", help="import / export venue maps (GeoJSON, IMDF import)")
     z_sub = zones.add_subparsers(dest="zones_command", required=True)
-    imp = z_sub.add_parser("import", help="upsert a GeoJSON FeatureCollection into a venue (all or nothing)")
-    imp.add_argument("file")
-    imp.add_argument("--venue", help="venue slug (default: the file's venue.slug)")
+    imp = z_sub.add_parser("import", help="upsert a GeoJSON FeatureCollection or an IMDF archive (.zip or folder) "
+                                          "into a venue (all or nothing)")
+    imp.add_argument("file", help="GeoJSON file, IMDF .zip, or folder holding an unpacked IMDF archive")
+    imp.add_argument("--venue", help="venue slug (default: the file's venue.slug; for IMDF, from the venue's name)")
     imp.add_argument("--prune", action="store_true", help="delete zones whose external_id is not in the file")
+    imp.add_argument("--timezone", help="IMDF: IANA timezone (IMDF has none; default: guessed from the address)")
+    imp.add_argument("--language", help="IMDF: labels to name things by (default: the manifest's language)")
     imp.set_defaults(func=cmd_zones_import)
     exp = z_sub.add_parser("export", help="write a venue as GeoJSON")
     exp.add_argument("--venue", required=True)

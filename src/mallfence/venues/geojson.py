@@ -7,6 +7,7 @@ naming the feature by index and external_id.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import shapely
@@ -67,8 +68,11 @@ def _parse_levels(raw: Any) -> list[schemas.LevelIn]:
 
 
 def _fingerprint(zone: Zone) -> tuple[Any, ...]:
+    store = zone.store
+    # JSON text, not the values: hours read back from the database are lists, freshly set ones tuples.
+    store_state = None if store is None else json.dumps([store.name, store.category, store.opening_hours])
     return (zone.name, zone.kind, zone.level_id, shapely.to_wkb(zone.geometry), zone.radius_m, zone.tags,
-            zone.meta, zone.presence, zone.active)
+            zone.meta, zone.presence, zone.active, store_state)
 
 
 def import_collection(
@@ -125,39 +129,67 @@ def _apply(
     session: Session, *, venue: Venue, levels: list[schemas.LevelIn], existing_levels: dict[int, Level],
     inputs: list[schemas.ZoneIn], prune: bool,
 ) -> schemas.ImportSummary:
-    levels_created = 0
+    levels_created, _ = upsert_levels(session, venue=venue, levels=levels, existing=existing_levels)
+    by_eid = zones_by_external_id(session, venue=venue)
+    outcomes = [upsert_zone(session, venue=venue, zone=by_eid.get(data.external_id), data=data) for data in inputs]
+    if prune:
+        prune_zones(session, zones=by_eid, keep={d.external_id for d in inputs})
+    return schemas.ImportSummary(created=outcomes.count("created"), updated=outcomes.count("updated"),
+                                 unchanged=outcomes.count("unchanged"), levels_created=levels_created,
+                                 stores=sum(d.store is not None for d in inputs), zones=len(inputs))
+
+
+# The steps of an upsert, shared with the IMDF import (venues/imdf_import.py).
+def upsert_levels(
+    session: Session, *, venue: Venue, levels: list[schemas.LevelIn], existing: dict[int, Level]
+) -> tuple[int, int]:
+    """Create the levels ``venue`` lacks and rename the ones that changed; (created, updated)."""
+    created = updated = 0
     for lv in levels:
-        current = existing_levels.get(lv.ordinal)
+        current = existing.get(lv.ordinal)
         if current is None:
             venue_service.create_level(session, venue=venue, data=lv)
-            levels_created += 1
+            created += 1
         elif (current.name, current.short_name) != (lv.name, lv.short_name):
             venue_service.update_level(session, level=current, data=lv)
-    by_eid = {z.external_id: z for z in session.scalars(select(Zone).where(Zone.venue_id == venue.id)).unique()
-              if z.external_id is not None}
-    created = updated = unchanged = stores = 0
-    for data in inputs:
-        zone = by_eid.get(data.external_id)
-        if zone is None:
-            zone = venue_service.create_zone(session, venue=venue, data=data)
-            created += 1
-        else:
-            before = _fingerprint(zone)
-            patch = schemas.ZoneUpdate.model_validate(data.model_dump(exclude={"store"}))
-            venue_service.update_zone(session, venue=venue, zone=zone, data=patch)
-            if _fingerprint(zone) == before:
-                unchanged += 1
-            else:
-                updated += 1
-            if data.store is not None:
-                venue_service.set_zone_store(session, venue=venue, zone=zone, data=data.store)
-        stores += data.store is not None
-    if prune:
-        for eid, zone in by_eid.items():
-            if eid not in {d.external_id for d in inputs}:
-                venue_service.delete_zone(session, zone=zone)
-    return schemas.ImportSummary(created=created, updated=updated, unchanged=unchanged,
-                                 levels_created=levels_created, stores=stores, zones=len(inputs))
+            updated += 1
+    return created, updated
+
+
+def zones_by_external_id(session: Session, *, venue: Venue) -> dict[str, Zone]:
+    """The venue's zones that have an external_id, by it."""
+    zones = session.scalars(select(Zone).where(Zone.venue_id == venue.id)).unique()
+    return {z.external_id: z for z in zones if z.external_id is not None}
+
+
+def upsert_zone(
+    session: Session, *, venue: Venue, zone: Zone | None, data: schemas.ZoneIn, drop_store: bool = False
+) -> str:
+    """Create ``data`` or bring ``zone`` (same external_id) in line with it: created, updated or unchanged.
+
+    Without a store in ``data`` the zone keeps the one it has, unless ``drop_store`` (the source is the
+    authority on tenants, as IMDF occupants are).
+    """
+    if zone is None:
+        venue_service.create_zone(session, venue=venue, data=data)
+        return "created"
+    before = _fingerprint(zone)
+    patch = schemas.ZoneUpdate.model_validate(data.model_dump(exclude={"store"}))
+    venue_service.update_zone(session, venue=venue, zone=zone, data=patch)
+    if data.store is not None:
+        venue_service.set_zone_store(session, venue=venue, zone=zone, data=data.store)
+    elif drop_store and zone.store is not None:
+        venue_service.delete_store(session, store=zone.store)
+        session.refresh(zone, ["store"])
+    return "unchanged" if _fingerprint(zone) == before else "updated"
+
+
+def prune_zones(session: Session, *, zones: dict[str, Zone], keep: set[str | None]) -> int:
+    """Delete the zones whose external_id is not in ``keep``; how many went."""
+    gone = [zone for eid, zone in zones.items() if eid not in keep]
+    for zone in gone:
+        venue_service.delete_zone(session, zone=zone)
+    return len(gone)
 
 
 def export_collection(session: Session, *, venue: Venue) -> dict[str, Any]:

@@ -1,14 +1,15 @@
-"""Operator API: venues, levels, zones, stores, GeoJSON import/export."""
+"""Operator API: venues, levels, zones, stores, GeoJSON import/export, IMDF import."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Response, status
+from fastapi import APIRouter, Body, Query, Request, Response, status
+from starlette.concurrency import run_in_threadpool
 
 from mallfence.db import transaction
 from mallfence.deps import RuntimeDep, SessionDep, write_venue
-from mallfence.venues import geojson, schemas
+from mallfence.venues import geojson, imdf_archive, imdf_import, schemas
 from mallfence.venues import service as svc
 
 router = APIRouter(prefix="/v1/venues", tags=["venues"])
@@ -117,6 +118,34 @@ def import_zones(
 ) -> schemas.ImportSummary:
     return write_venue(rt, slug, lambda s, v: geojson.import_collection(s, venue=v, collection=collection,
                                                                          prune=prune))
+
+
+ZIP_BODY = {"requestBody": {"required": True, "description": "the IMDF archive (.zip) as the raw request body",
+                            "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}}}
+
+
+@router.post("/{slug}/import/imdf", response_model=schemas.ImdfImportReport, openapi_extra=ZIP_BODY)
+async def import_imdf(
+    slug: str, request: Request, rt: RuntimeDep,
+    timezone: Annotated[str | None, Query(max_length=64, description="IANA timezone; IMDF venues have none. "
+                                          "Default for a new venue: guessed from the address country")] = None,
+    language: Annotated[str | None, Query(max_length=35, description="which labels name things (default: the "
+                                          "manifest's language); all are kept in metadata.names")] = None,
+    prune: Annotated[bool, Query(description="delete zones whose external_id is not in the archive")] = False,
+) -> schemas.ImdfImportReport:
+    """Create or update the venue from an IMDF archive, all or nothing; the report says what happened."""
+    body = await imdf_archive.read_upload(request.headers, request.stream())
+
+    def run() -> schemas.ImdfImportReport:
+        archive = imdf_archive.read_zip(body)
+        with transaction(rt.sessions) as s:
+            report = imdf_import.import_archive(s, archive=archive, slug=slug, timezone=timezone, language=language,
+                                                prune=prune)
+            venue_id = svc.get_venue(s, slug=slug).id
+        rt.snapshots.rebuild(venue_id)
+        return report
+
+    return await run_in_threadpool(run)
 
 
 @router.get("/{slug}/export")

@@ -196,3 +196,38 @@ class ImportSummary(BaseModel):
     levels_created: int
     stores: int
     zones: int
+
+
+class ImportCounts(BaseModel):
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+class ImdfNote(BaseModel):
+    file: str | None = Field(description="archive file the note is about")
+    message: str
+    feature_ids: list[str] = Field([], description="the IMDF features concerned (several when grouped)")
+
+
+class ImdfImportReport(BaseModel):
+    """What an IMDF import did, and everything it left out or changed on the way."""
+
+    venue: str
+    venue_created: bool
+    name: str
+    timezone: str
+    timezone_source: str = Field(description="parameter, kept (existing venue), or how it was guessed")
+    language: str = Field(description="language of the labels used for names (all are kept in metadata.names)")
+    levels_created: int
+    levels_updated: int
+    zones: dict[str, ImportCounts] = Field(description="per zone kind")
+    total: ImportCounts
+    stores: int
+    not_in_archive: list[str] = Field(description="external_ids of zones the archive no longer has")
+    pruned: int = Field(description="how many of those were deleted (prune=true)")
+    features: dict[str, int] = Field(description="features read per IMDF type")
+    ignored_types: dict[str, int] = Field(description="IMDF types read but not imported, with counts")
+    warnings: list[ImdfNote] = Field(description="look at these: unconverted hours, unknown files, ...")
+    skipped: list[ImdfNote] = Field(description="features not imported, with the reason")
+    notes: list[ImdfNote] = Field(description="adjustments made on the way (lowered margins, dropped PH rules)")
