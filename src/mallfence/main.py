@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from mallfence import errors, migrate
 from mallfence.config import Settings
 from mallfence.db import make_engine, make_session_factory, transaction
+from mallfence.delivery import webhooks
 from mallfence.delivery.dispatcher import Dispatcher, DispatchPolicy
 from mallfence.delivery.fcm import FcmSender
 from mallfence.delivery.router import devices as push_router
@@ -54,7 +55,8 @@ def build_runtime(settings: Settings) -> Runtime:
     snapshots.load_all()
     return Runtime(settings=settings, engine=engine, sessions=sessions, snapshots=snapshots,
                    states=shared.states, hub=Hub(replica_id=replica_id, bus=shared.bus, directory=shared.directory),
-                   bus=shared.bus, replica_id=replica_id, closers=shared.closers)
+                   bus=shared.bus, replica_id=replica_id, closers=shared.closers,
+                   listeners=[webhooks.on_events])
 
 
 def _purge_codes(rt: Runtime) -> int:

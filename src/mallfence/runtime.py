@@ -16,6 +16,7 @@ from mallfence.config import Settings
 from mallfence.presence.machine import DeviceState
 from mallfence.presence.store import InMemoryStateStore
 from mallfence.tracking.hub import Directory, Hub
+from mallfence.tracking.listeners import Listener
 from mallfence.tracking.unknown import UnknownBeacons
 from mallfence.venues.snapshot import SnapshotRegistry
 
@@ -89,6 +90,8 @@ class Runtime:
     replica_id: str = "local"
     closers: list[Callable[[], None]] = field(default_factory=list)
     unknown_beacons: UnknownBeacons = field(default_factory=UnknownBeacons)
+    # Called in the transaction that stores events (tracking.listeners): webhooks, engagement, commerce.
+    listeners: list[Listener] = field(default_factory=list)
 
     def wake_dispatcher(self) -> None:
         if self.dispatcher is not None:

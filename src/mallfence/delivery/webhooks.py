@@ -31,6 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mallfence.delivery.models import Notification, WebhookDelivery, WebhookEndpoint
+from mallfence.tracking.listeners import EventBatch
 from mallfence.tracking.schemas import EventOut
 from mallfence.venues.models import Venue
 
@@ -125,6 +126,13 @@ def enqueue_events(session: Session, *, venue_id: int, venue: str, device_id: st
         {"device_id": device_id, "zone": e.zone.model_dump() if e.zone else None, "at": e.at.isoformat(),
          "duration_s": e.duration_s, "reason": e.reason, "source": e.source, "fix_id": e.fix_id,
          **({"scan": e.data} if e.data else {})}) for e in events])
+
+
+def on_events(batch: EventBatch) -> None:
+    """Tracking listener: queue the batch's events for the venue's endpoints (in its transaction)."""
+    if enqueue_events(batch.session, venue_id=batch.device.venue_id, venue=batch.snapshot.slug,
+                      device_id=batch.device.id, events=batch.events):
+        batch.after_commit.append(wake_dispatchers)
 
 
 def notification_outcomes(notes: Sequence[Notification],

@@ -22,13 +22,13 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from mallfence.db import transaction
-from mallfence.delivery import webhooks
 from mallfence.devices.models import Device
 from mallfence.errors import Invalid, Issue
 from mallfence.presence.machine import DeviceState, PresenceEvent, expire, observe
 from mallfence.runtime import Runtime
 from mallfence.spatial.beacon_keys import eddystone_power_1m
 from mallfence.spatial.beacons import RssiSmoother, locate
+from mallfence.tracking.listeners import EventBatch, run_after_commit
 from mallfence.tracking.models import Event
 from mallfence.tracking.schemas import (
     BeaconFixOut,
@@ -149,26 +149,36 @@ def _event_out(row: Event, snapshot: VenueSnapshot) -> EventOut:
 
 
 def _store(rt: Runtime, device: Device, snapshot: VenueSnapshot, produced: Sequence[_Produced],
-           first: Sequence[Event] = ()) -> tuple[list[EventOut], int]:
-    """Commit ``first`` (scan events) and the presence events in one transaction; (events out, webhooks)."""
+           first: Sequence[Event] = ()) -> tuple[list[EventOut], EventBatch | None]:
+    """Commit ``first`` (scan events) and the presence events in one transaction, with what the listeners
+    (webhooks, engagement, commerce) write for them; (events out, the batch for its after-commit work)."""
     # Most fixes change nothing: no transaction (and no fsync) for them.
     if not (produced or first or rt.states.due_touch(device.id, LAST_SEEN_EVERY_S)):
-        return [], 0
+        return [], None
     with transaction(rt.sessions) as session:
         rows = [*first, *(_event_row(device, p.event, p.fix, p.source) for p in produced)]
         session.add_all(rows)
         session.execute(update(Device).where(Device.id == device.id).values(last_seen_at=datetime.now(UTC)))
         session.flush()
         out = [_event_out(row, snapshot) for row in rows]
-        # webhooks hook: deliveries commit (or roll back) with their events
-        hooked = webhooks.enqueue_events(session, venue_id=device.venue_id, venue=snapshot.slug,
-                                         device_id=device.id, events=out)
-    return out, hooked
+        batch = _listen(session, rt, device, snapshot, out)
+    return out, batch
 
 
-def _finish(rt: Runtime, device_id: str, out: list[EventOut], hooked: int) -> None:
-    if hooked:  # webhooks hook
-        webhooks.wake_dispatchers()
+def _listen(session: Session, rt: Runtime, device: Device, snapshot: VenueSnapshot,
+            out: list[EventOut]) -> EventBatch | None:
+    if not out:
+        return None
+    batch = EventBatch(session, rt, device, snapshot, out)
+    for listener in rt.listeners:
+        listener(batch)
+    return batch
+
+
+def _finish(rt: Runtime, device_id: str, out: list[EventOut], batch: EventBatch | None) -> None:
+    """After the commit: the listeners' follow-up work, then the events to the device's sockets."""
+    if batch is not None:
+        run_after_commit(batch)
     publish(rt, device_id, out)
 
 
@@ -187,9 +197,9 @@ def ingest(rt: Runtime, *, device: Device, fixes: Sequence[FixIn], source: str =
         before = state.last_ts
         produced, stale = _observe(snapshot, state, [fixes[i] for i in order], source)
         _seen(state, before)
-        out, hooked = _store(rt, device, snapshot, produced)
+        out, batch = _store(rt, device, snapshot, produced)
         rt.states.put(device.id, state)
-    _finish(rt, device.id, out, hooked)
+    _finish(rt, device.id, out, batch)
     dropped = sorted((Dropped(index=order[k], reason="stale") for k in stale), key=lambda d: d.index)
     return IngestOut(accepted=len(fixes) - len(dropped), dropped=dropped, events=out)
 
@@ -258,9 +268,9 @@ def ingest_beacons(rt: Runtime, *, device: Device, scans: Sequence[BeaconScanIn]
         _seen(state, before)
         if fixes:
             state.floor_hint = (fixes[-1].floor, fixes[-1].ts.timestamp() + rt.settings.floor_hint_beacon_s)  # type: ignore[operator]
-        out, hooked = _store(rt, device, snapshot, produced)
+        out, batch = _store(rt, device, snapshot, produced)
         rt.states.put(device.id, state)
-    _finish(rt, device.id, out, hooked)
+    _finish(rt, device.id, out, batch)
     if unknown:
         rt.unknown_beacons.add(device.venue_id, unknown)
     return BeaconIngestOut(
@@ -304,9 +314,9 @@ def pin(rt: Runtime, *, device: Device, zone_id: int | None, point: tuple[float,
             state.floor_hint = (level, ts + floor_hint_s)
         state.seen_at = time.time()
         scan.occurred_at = when
-        out, hooked = _store(rt, device, snapshot, produced, [scan])
+        out, batch = _store(rt, device, snapshot, produced, [scan])
         rt.states.put(device.id, state)
-    _finish(rt, device.id, out, hooked)
+    _finish(rt, device.id, out, batch)
     return out
 
 
@@ -331,11 +341,9 @@ def expire_silent(rt: Runtime) -> int:
                 session.add_all(rows)
                 session.flush()
                 out = [_event_out(row, snapshot) for row in rows]
-                # webhooks hook: deliveries commit (or roll back) with their events
-                hooked = webhooks.enqueue_events(session, venue_id=device.venue_id, venue=snapshot.slug,
-                                                 device_id=device.id, events=out)
+                batch = _listen(session, rt, device, snapshot, out)
             rt.states.put(device_id, state)
-        _finish(rt, device_id, out, hooked)
+        _finish(rt, device_id, out, batch)
         count += len(out)
     return count
 
