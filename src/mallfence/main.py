@@ -26,6 +26,8 @@ from mallfence.delivery.webhook_dispatcher import WebhookDispatcher, WebhookPoli
 from mallfence.delivery.webhook_router import router as webhooks_router
 from mallfence.devices.router import router as devices_router
 from mallfence.devices.router import shoppers as shoppers_router
+from mallfence.engagement import decide as engagement
+from mallfence.engagement import router as engagement_api
 from mallfence.runtime import Runtime, shared_parts
 from mallfence.staff import identity
 from mallfence.staff.router import devices as identity_router
@@ -56,7 +58,7 @@ def build_runtime(settings: Settings) -> Runtime:
     return Runtime(settings=settings, engine=engine, sessions=sessions, snapshots=snapshots,
                    states=shared.states, hub=Hub(replica_id=replica_id, bus=shared.bus, directory=shared.directory),
                    bus=shared.bus, replica_id=replica_id, closers=shared.closers,
-                   listeners=[webhooks.on_events])
+                   listeners=[webhooks.on_events, engagement.on_events])
 
 
 def _purge_codes(rt: Runtime) -> int:
@@ -152,6 +154,9 @@ def create_app(settings: Settings | None = None, *, fcm_sender: FcmSender | None
     app.include_router(identity_router)
     app.include_router(staff_accounts_router)
     app.include_router(staff_router)
+    app.include_router(engagement_api.venues)
+    app.include_router(engagement_api.campaigns)
+    app.include_router(engagement_api.devices)
     app.include_router(push_router)
     app.include_router(notifications_router)
     app.include_router(webhooks_router)

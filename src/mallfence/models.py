@@ -3,12 +3,13 @@
 from mallfence.db import Base
 from mallfence.delivery.models import DeliveryAttempt, Notification, PushToken, WebhookDelivery, WebhookEndpoint
 from mallfence.devices.models import Device, Shopper
+from mallfence.engagement.models import Campaign, Decision, ShopperSegment
 from mallfence.staff.models import IdentityCode, StaffMember
 from mallfence.tracking.models import Event
 from mallfence.venues.models import Beacon, Level, QrCode, SigningKey, Store, Venue, Zone
 
 __all__ = [
-    "Base", "Beacon", "DeliveryAttempt", "Device", "Event", "IdentityCode", "Level", "Notification", "PushToken",
-    "QrCode", "Shopper", "SigningKey", "StaffMember", "Store", "Venue", "WebhookDelivery", "WebhookEndpoint",
-    "Zone",
+    "Base", "Beacon", "Campaign", "Decision", "DeliveryAttempt", "Device", "Event", "IdentityCode", "Level",
+    "Notification", "PushToken", "QrCode", "Shopper", "ShopperSegment", "SigningKey", "StaffMember", "Store",
+    "Venue", "WebhookDelivery", "WebhookEndpoint", "Zone",
 ]

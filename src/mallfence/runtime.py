@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -16,13 +16,14 @@ from mallfence.config import Settings
 from mallfence.presence.machine import DeviceState
 from mallfence.presence.store import InMemoryStateStore
 from mallfence.tracking.hub import Directory, Hub
-from mallfence.tracking.listeners import Listener
+from mallfence.tracking.listeners import EventBatch, Listener
 from mallfence.tracking.unknown import UnknownBeacons
 from mallfence.venues.snapshot import SnapshotRegistry
 
 if TYPE_CHECKING:
     from mallfence.delivery.dispatcher import Dispatcher
     from mallfence.delivery.webhook_dispatcher import WebhookDispatcher
+    from mallfence.engagement.candidates import PushCandidate
 
 log = logging.getLogger("mallfence")
 
@@ -92,6 +93,10 @@ class Runtime:
     unknown_beacons: UnknownBeacons = field(default_factory=UnknownBeacons)
     # Called in the transaction that stores events (tracking.listeners): webhooks, engagement, commerce.
     listeners: list[Listener] = field(default_factory=list)
+    # What else may push on an event besides campaigns (commerce: wishlists, orders), and the stock check
+    # offers naming products go through (``out_of_stock(session, store_id, skus) -> skus out``).
+    push_sources: list[Callable[[EventBatch], list[PushCandidate]]] = field(default_factory=list)
+    out_of_stock: Callable[[Session, int, Sequence[str]], set[str]] | None = None
 
     def wake_dispatcher(self) -> None:
         if self.dispatcher is not None:

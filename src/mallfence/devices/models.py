@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from mallfence.db import Base, UTCDateTime, utcnow
@@ -39,6 +39,8 @@ class Device(Base):
     # What the shopper agreed to in the app: {"location", "marketing", "analytics": bool, "version": str,
     # "recorded_at": ISO time}; None until the app reports it.
     consent: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Push preferences: {"opt_out": ["offers", "wishlist"]}: topics this install wants no pushes about.
+    preferences: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

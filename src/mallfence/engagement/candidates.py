@@ -31,4 +31,5 @@ class PushCandidate:
     skus: tuple[str, ...] = ()  # products named: an offer is suppressed where they are out of stock
     store_id: int | None = None  # the store the push is about (stock checks, staff context)
     campaign_id: int | None = None
+    cooldown_s: float = 0.0  # this campaign not again to the same shopper within this long
     explain: dict[str, object] = field(default_factory=dict)  # why this candidate exists (rule inputs)

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import JSON, Boolean, CheckConstraint, Float, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, CheckConstraint, Float, ForeignKey, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from mallfence.db import Base, GeometryType, UTCDateTime, utcnow
@@ -26,6 +26,8 @@ class Venue(Base):
     anchor_lat: Mapped[float] = mapped_column(Float)
     # Log-distance path-loss exponent for beacon ranges: ~2 in open halls, 2.5-3.5 among shelves and walls.
     path_loss_exponent: Mapped[float] = mapped_column(Float, default=2.5, server_default="2.5")
+    # The push budget per shopper (engagement.rules.Policy fields); {} means the defaults.
+    push_policy: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import zoneinfo
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mallfence.bus import Bus
+from mallfence.engagement import service as engagement
+from mallfence.engagement.matching import CampaignIndex
+from mallfence.engagement.rules import Policy
 from mallfence.presence.defaults import settings_for
 from mallfence.presence.machine import PresenceSettings
 from mallfence.spatial.beacons import BeaconMap
@@ -41,6 +45,7 @@ class ZoneInfo:
     name: str
     kind: str
     level: int | None
+    store_id: int | None = None  # the store occupying the zone
 
     def as_dict(self) -> dict[str, object]:
         return {"id": self.id, "external_id": self.external_id, "name": self.name, "kind": self.kind,
@@ -57,6 +62,9 @@ class VenueSnapshot:
     levels: frozenset[int]
     beacons: BeaconMap = field(default_factory=lambda: BeaconMap(()))
     path_loss_exponent: float = 2.5
+    campaigns: CampaignIndex = field(default_factory=CampaignIndex)
+    policy: Policy = field(default_factory=lambda: Policy(tz=zoneinfo.ZoneInfo("UTC")))
+    timezone: str = "UTC"
 
 
 def build_snapshot(session: Session, *, venue: Venue) -> VenueSnapshot:
@@ -67,12 +75,14 @@ def build_snapshot(session: Session, *, venue: Venue) -> VenueSnapshot:
         ordinal = z.level.ordinal if z.level is not None else None
         s = settings_for(z.kind, z.presence)
         settings[z.id] = s
-        infos[z.id] = ZoneInfo(z.id, z.external_id, z.name, z.kind, ordinal)
+        infos[z.id] = ZoneInfo(z.id, z.external_id, z.name, z.kind, ordinal, z.store.id if z.store else None)
         shapes.append(ZoneShape(z.id, ordinal, z.area, s.enter_margin_m, s.exit_margin_m))
     return VenueSnapshot(
         venue_id=venue.id, slug=venue.slug, index=VenueIndex(venue.anchor_lon, venue.anchor_lat, shapes),
         settings=settings, zones=infos, levels=frozenset(lv.ordinal for lv in venue.levels),
         beacons=beacon_service.beacon_map(session, venue=venue), path_loss_exponent=venue.path_loss_exponent,
+        campaigns=engagement.build_index(session, venue=venue, zones=zones),
+        policy=engagement.policy_of(venue.timezone, venue.push_policy), timezone=venue.timezone,
     )
 
 
