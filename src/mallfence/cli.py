@@ -231,6 +231,30 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_segments(args: argparse.Namespace) -> int:
+    """Place every shopper of a venue in a segment for today (run nightly, e.g. from cron)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from mallfence.engagement.decide import recompute_segments
+
+    settings = _settings(args)
+    engine = make_engine(settings.database_url)
+    try:
+        with transaction(make_session_factory(engine)) as session:
+            try:
+                venue = venue_service.get_venue(session, slug=args.venue)
+            except NotFound as exc:
+                print(exc.message, file=sys.stderr)
+                return 2
+            tz = ZoneInfo(venue.timezone)
+            counts = recompute_segments(session, venue_id=venue.id, tz=tz, today=datetime.now(tz).date())
+    finally:
+        engine.dispose()
+    print(json.dumps({"venue": args.venue, "segments": counts}))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from mallfence.demo import run_demo
 
@@ -260,6 +284,10 @@ def parser() -> argparse.ArgumentParser:
     dispatch.add_argument("--batch", type=int, default=200, help="notifications claimed per pass")
     dispatch.add_argument("--lease-s", type=float, default=60.0, help="how long a claim holds before others retake it")
     dispatch.set_defaults(func=cmd_dispatch)
+
+    segments = sub.add_parser("segments", help="recompute every shopper's segment for today (a nightly job)")
+    segments.add_argument("--venue", required=True)
+    segments.set_defaults(func=cmd_segments)
 
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True)

@@ -285,3 +285,15 @@ def test_a_shoppers_segment_is_explained(client: TestClient, mall: dict) -> None
     r = client.put("/v1/venues/mall/shoppers/link", json={"device_id": device, "loyalty_id": "L1"})
     seg = client.get(f"/v1/venues/mall/shoppers/{r.json()['id']}/segment").json()
     assert seg["segment"] == "new" and seg["explain"]["visit_days_before_today"] == 0
+
+
+def test_the_nightly_segment_job_places_everyone(client: TestClient, mall: dict, settings) -> None:  # type: ignore[no-untyped-def]
+    from mallfence.cli import main as cli
+
+    for _ in range(3):
+        device, auth = shopper(client)
+        walk(client, device, auth, [(5, 5, 0)])
+    assert cli(["--database-url", settings.database_url, "segments", "--venue", "mall"]) == 0
+    counts = client.get("/v1/venues/mall/segments").json()
+    assert counts["segments"] == {"new": 3} and counts["as_of"] is not None
+    assert cli(["--database-url", settings.database_url, "segments", "--venue", "nowhere"]) == 2

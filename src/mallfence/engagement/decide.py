@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from mallfence.delivery import service as delivery
 from mallfence.devices.models import Device
+from mallfence.devices.models import Shopper as Shopper_
 from mallfence.engagement import segments as seg
 from mallfence.engagement.candidates import PushCandidate
 from mallfence.engagement.matching import CampaignIndex, Profile, Skipped, Trigger, match
@@ -85,6 +86,17 @@ def segment_of(session: Session, *, shopper_id: str, venue_id: int, tz: ZoneInfo
     row.computed_at = datetime.now(UTC)
     session.flush()
     return row
+
+
+def recompute_segments(session: Session, *, venue_id: int, tz: ZoneInfo, today: date,
+                       spend: Callable[[Session, str, date], list[tuple[date, float]]] | None = None) -> dict[str, int]:
+    """Every shopper of the venue placed for ``today`` (the nightly job); counts per segment."""
+    counts: dict[str, int] = defaultdict(int)
+    ids = list(session.scalars(select(Shopper_.id).where(Shopper_.venue_id == venue_id)))
+    for shopper_id in ids:
+        counts[segment_of(session, shopper_id=shopper_id, venue_id=venue_id, tz=tz, today=today,
+                          spend=spend).segment] += 1
+    return dict(counts)
 
 
 def _shopper(session: Session, device: Device, snapshot: VenueSnapshot, now: float) -> Shopper:

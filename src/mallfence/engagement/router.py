@@ -8,7 +8,7 @@ from typing import Annotated
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Response
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from mallfence.db import transaction
 from mallfence.deps import CurrentDevice, RuntimeDep, SessionDep, write_venue
@@ -16,7 +16,7 @@ from mallfence.devices import service as device_service
 from mallfence.engagement import schemas, simulate
 from mallfence.engagement import service as svc
 from mallfence.engagement.decide import segment_of
-from mallfence.engagement.models import Decision
+from mallfence.engagement.models import Decision, ShopperSegment
 from mallfence.venues import service as venue_service
 
 venues = APIRouter(prefix="/v1/venues/{slug}", tags=["engagement"])
@@ -104,6 +104,15 @@ def shopper_segment(slug: str, shopper_id: str, rt: RuntimeDep) -> dict[str, obj
         row = segment_of(s, shopper_id=shopper_id, venue_id=venue.id, tz=tz, today=datetime.now(tz).date())
         return {"shopper_id": shopper_id, "segment": row.segment, "decline": row.decline, "as_of": row.as_of,
                 "explain": row.explain}
+
+
+@venues.get("/segments")
+def segment_counts(slug: str, s: SessionDep) -> dict[str, object]:
+    """How many shoppers are in each segment, as last computed (``mallfence segments`` recomputes all)."""
+    venue = venue_service.get_venue(s, slug=slug)
+    rows = s.execute(select(ShopperSegment.segment, func.count(), func.max(ShopperSegment.as_of))
+                     .where(ShopperSegment.venue_id == venue.id).group_by(ShopperSegment.segment)).all()
+    return {"segments": {seg: n for seg, n, _ in rows}, "as_of": max((d for _, _, d in rows), default=None)}
 
 
 @devices.put("/{device_id}/preferences", response_model=schemas.Preferences)
