@@ -297,3 +297,34 @@ def test_the_nightly_segment_job_places_everyone(client: TestClient, mall: dict,
     counts = client.get("/v1/venues/mall/segments").json()
     assert counts["segments"] == {"new": 3} and counts["as_of"] is not None
     assert cli(["--database-url", settings.database_url, "segments", "--venue", "nowhere"]) == 2
+
+
+def test_a_holdout_group_is_logged_not_sent_and_stable(client: TestClient, mall: dict) -> None:
+    c = campaign(client, holdout=0.5, cooldown_s=0)
+    outcomes = []
+    for _ in range(24):
+        device, auth = shopper(client)
+        walk(client, device, auth, [(5, 5, 0)])
+        [(_, _, sent, reason)] = decisions(client, device, auth)
+        outcomes.append((sent, reason))
+        if reason == "holdout":
+            assert pushes(client, device, auth) == []
+            walk(client, device, auth, [(-5, 5, 3600), (5, 5, 3700)])  # the same shopper stays held out
+            assert decisions(client, device, auth)[-1][3] == "holdout"
+    held = outcomes.count((False, "holdout"))
+    assert outcomes.count((True, None)) + held == 24 and 4 <= held <= 20  # about half, from a hash, not a coin
+    assert client.get(f"/v1/venues/mall/campaigns/{c['id']}").json()["sends"] == 24 - held
+
+
+def test_the_app_reports_a_push_opened(client: TestClient, mall: dict) -> None:
+    campaign(client)
+    device, auth = shopper(client)
+    walk(client, device, auth, [(5, 5, 0)])
+    [d] = client.get(f"/v1/devices/{device}/decisions", headers=auth).json()
+    assert d["opened_at"] is None
+    url = f"/v1/devices/{device}/notifications/{d['notification_id']}/opened"
+    assert client.post(url, headers=auth).status_code == 204
+    assert client.get(f"/v1/devices/{device}/decisions", headers=auth).json()[0]["opened_at"] is not None
+    other, other_auth = shopper(client)
+    assert client.post(f"/v1/devices/{other}/notifications/{d['notification_id']}/opened",
+                       headers=other_auth).status_code == 404

@@ -32,6 +32,7 @@ from mallfence.venues.snapshot import VenueSnapshot
 
 BUDGET = "campaign_budget"
 DUPLICATE = "duplicate"
+HOLDOUT = "holdout"
 HISTORY_DAYS = 400  # visit days read to place a shopper in a segment
 
 
@@ -157,7 +158,7 @@ def on_events(batch: EventBatch) -> None:
             handled.add(event.id)
         verdicts = decide(candidates, shopper.audience, shopper.ledger, batch.snapshot.policy, trig.at,
                           out_of_stock=_stock_check(batch))
-        sent_any |= _record(session, device, trig, skipped, verdicts)
+        sent_any |= _record(session, device, trig, skipped, verdicts, shopper.ledger)
     if sent_any:
         batch.after_commit.append(batch.rt.wake_dispatcher)
 
@@ -170,7 +171,7 @@ def _stock_check(batch: EventBatch) -> Callable[[int, Sequence[str]], set[str]] 
 
 
 def _record(session: Session, device: Device, trig: Trigger, skipped: Sequence[Skipped],
-            verdicts: Sequence[Verdict]) -> bool:
+            verdicts: Sequence[Verdict], ledger: Ledger) -> bool:
     """Write the trigger's decisions (and the notifications of sent ones); True if anything was sent."""
     at = datetime.fromtimestamp(trig.at, UTC)
     base = dict(venue_id=device.venue_id, device_id=device.id, shopper_id=device.shopper_id, event_id=trig.event_id,
@@ -184,6 +185,9 @@ def _record(session: Session, device: Device, trig: Trigger, skipped: Sequence[S
         c = v.candidate
         sent, reason, detail = v.sent, v.reason, {**c.explain, **v.detail}
         note = None
+        if sent and c.explain.get("holdout"):  # would have gone: the control group the campaign's lift is measured on
+            sent, reason = False, HOLDOUT
+            ledger.forget(trig.at, c.campaign_id)
         if sent and c.campaign_id is not None and not _spend(session, c.campaign_id):
             sent, reason = False, BUDGET  # another replica took the last unit a moment ago
         if sent:

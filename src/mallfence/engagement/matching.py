@@ -8,6 +8,7 @@ decision log, not silence.
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ class CampaignRule:
     incentives: tuple[Incentive, ...] = ()
     cooldown_s: float = 0.0
     budget: int | None = None
+    holdout: float = 0.0
     skus: tuple[str, ...] = ()
     topic: str = "offers"
     deep_link: str | None = None
@@ -106,6 +108,14 @@ class CampaignIndex:
         return self._by.get((kind, zone_id), ())
 
 
+def held_out(campaign_id: int, shopper_id: str, share: float) -> bool:
+    """Whether the shopper is in the campaign's control group: stable per (campaign, shopper), ``share`` of all."""
+    if share <= 0:
+        return False
+    digest = hashlib.blake2b(f"{campaign_id}:{shopper_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 < share
+
+
 def _incentive(rule: CampaignRule, profile: Profile) -> Incentive | None:
     for tier in rule.incentives:
         if tier.segment not in ("*", profile.segment):
@@ -147,7 +157,7 @@ def candidate(rule: CampaignRule, trigger: Trigger, profile: Profile, incentive:
         dedupe_key=f"cmp:{rule.id}:{profile.shopper_id}:{trigger.event_id}",
         priority=rule.priority, data=data, deep_link=rule.deep_link, image_url=rule.image_url, ttl_s=rule.ttl_s,
         topic=rule.topic, skus=rule.skus, store_id=trigger.store_id, campaign_id=rule.id, cooldown_s=rule.cooldown_s,
-        explain=explain,
+        explain={**explain, "holdout": True} if held_out(rule.id, profile.shopper_id, rule.holdout) else explain,
     )
 
 

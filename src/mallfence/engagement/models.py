@@ -32,6 +32,8 @@ class Campaign(Base):
     budget: Mapped[int | None] = mapped_column(Integer)  # total sends, None: no limit
     sends: Mapped[int] = mapped_column(Integer, default=0)
     cooldown_s: Mapped[float] = mapped_column(Float, default=86400.0)
+    # Share of shoppers who would get it but are held out, so its lift is measured, not assumed.
+    holdout: Mapped[float] = mapped_column(Float, default=0.0)
     skus: Mapped[list[str]] = mapped_column(JSON, default=list)
     topic: Mapped[str] = mapped_column(String(32), default="offers")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -46,6 +48,7 @@ class Decision(Base):
         Index("ix_decisions_device_id_id", "device_id", "id"),
         Index("ix_decisions_shopper_id_at", "shopper_id", "at"),
         Index("ix_decisions_campaign_id_at", "campaign_id", "at"),
+        Index("ix_decisions_notification_id", "notification_id"),
     )
 
     id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
@@ -64,6 +67,7 @@ class Decision(Base):
     dedupe_key: Mapped[str] = mapped_column(String(200))
     notification_id: Mapped[int | None] = mapped_column(EventId)
     at: Mapped[datetime] = mapped_column(UTCDateTime)  # device time of the trigger: what the budget counts
+    opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the app reported the shopper opened it
     decided_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -3,20 +3,22 @@ decisions made about it, and shoppers' segments."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Response
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from mallfence.db import transaction
+from mallfence.delivery.models import Notification
 from mallfence.deps import CurrentDevice, RuntimeDep, SessionDep, write_venue
 from mallfence.devices import service as device_service
 from mallfence.engagement import schemas, simulate
 from mallfence.engagement import service as svc
 from mallfence.engagement.decide import segment_of
 from mallfence.engagement.models import Decision, ShopperSegment
+from mallfence.errors import NotFound
 from mallfence.venues import service as venue_service
 
 venues = APIRouter(prefix="/v1/venues/{slug}", tags=["engagement"])
@@ -132,8 +134,21 @@ def device_decisions(device: CurrentDevice, s: SessionDep, before_id: Annotated[
     return [_out(d) for d in s.scalars(q.order_by(Decision.id.desc()).limit(limit))]
 
 
+@devices.post("/{device_id}/notifications/{notification_id}/opened", status_code=204)
+def notification_opened(notification_id: int, device: CurrentDevice, rt: RuntimeDep) -> Response:
+    """The shopper opened this push (tapped it, or read it in the app): the funnel's "opened" step."""
+    with transaction(rt.sessions) as s:
+        note = s.get(Notification, notification_id)
+        if note is None or note.device_id != device.id:
+            raise NotFound(f"notification {notification_id} not found for this device")
+        s.execute(update(Decision).where(Decision.notification_id == notification_id, Decision.opened_at.is_(None))
+                  .values(opened_at=datetime.now(UTC)))
+    return Response(status_code=204)
+
+
 def _out(d: Decision) -> schemas.DecisionOut:
     return schemas.DecisionOut(id=d.id, at=d.at, trigger=d.trigger, event_id=d.event_id, zone_id=d.zone_id,
                                kind=d.kind, category=d.category, campaign_id=d.campaign_id, sent=d.sent,
-                               reason=d.reason, detail=d.detail, notification_id=d.notification_id)
+                               reason=d.reason, detail=d.detail, notification_id=d.notification_id,
+                               opened_at=d.opened_at)
 

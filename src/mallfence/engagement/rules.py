@@ -78,6 +78,13 @@ class Ledger:
     def record(self, at: float, category: str, campaign_id: int | None) -> None:
         self.sent.append(Sent(at, category, campaign_id))
 
+    def forget(self, at: float, campaign_id: int | None) -> None:
+        """Take back a push recorded at ``at`` that did not go after all (a holdout)."""
+        for i in range(len(self.sent) - 1, -1, -1):
+            if self.sent[i].at == at and self.sent[i].campaign_id == campaign_id:
+                del self.sent[i]
+                return
+
     def trim(self, now: float) -> None:
         cutoff = now - WEEK_S
         if self.sent and self.sent[0].at < cutoff:

@@ -121,6 +121,8 @@ class CampaignFields(Strict):
     priority: int = Field(0, ge=-100, le=100, description="when several fire at once, the highest wins")
     budget: int | None = Field(None, ge=1, description="total pushes this campaign may send; omit for no limit")
     cooldown_s: float = Field(86400.0, ge=0, description="not again to the same shopper within this long")
+    holdout: float = Field(0.0, ge=0, le=0.5, description="share of shoppers who would get it but are held "
+                           "out (a control group: lift is measured, not assumed)")
     skus: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field([], max_length=50)
     topic: str = Field("offers", min_length=1, max_length=32, description="what shoppers opt out of")
 
@@ -160,6 +162,7 @@ class CampaignUpdate(Strict):
     priority: int | None = Field(None, ge=-100, le=100)
     budget: int | None = Field(None, ge=1)
     cooldown_s: float | None = Field(None, ge=0)
+    holdout: float | None = Field(None, ge=0, le=0.5)
     skus: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(None, max_length=50)
     topic: str | None = Field(None, min_length=1, max_length=32)
 
@@ -201,6 +204,7 @@ class DecisionOut(BaseModel):
     reason: str | None
     detail: dict[str, Any]
     notification_id: int | None
+    opened_at: datetime | None = None
 
 
 class SimEvent(Strict):

@@ -127,7 +127,7 @@ def campaign_fields(c: Campaign) -> dict[str, Any]:
     return {"name": c.name, "status": c.status, "trigger": c.trigger, "min_stay_s": c.min_stay_s,
             "targets": c.targets, "schedule": c.schedule, "audience": c.audience, "content": c.content,
             "incentives": c.incentives, "priority": c.priority, "budget": c.budget, "cooldown_s": c.cooldown_s,
-            "skus": c.skus, "topic": c.topic}
+            "holdout": c.holdout, "skus": c.skus, "topic": c.topic}
 
 
 def campaign_out(session: Session, *, venue: Venue, campaign: Campaign) -> schemas.CampaignOut:
@@ -161,7 +161,7 @@ def to_rule(c: Campaign, tz: ZoneInfo, zone_ids: set[int]) -> CampaignRule:
         priority=c.priority, min_stay_s=c.min_stay_s, segments=frozenset(audience.get("segments") or ()),
         visitors=audience.get("visitors", "all"),
         incentives=tuple(Incentive(t["segment"], t["text"], t.get("min_decline")) for t in c.incentives or ()),
-        cooldown_s=c.cooldown_s, budget=c.budget, skus=tuple(c.skus or ()), topic=c.topic,
+        cooldown_s=c.cooldown_s, budget=c.budget, skus=tuple(c.skus or ()), topic=c.topic, holdout=c.holdout,
         deep_link=content.get("deep_link"), image_url=content.get("image_url"),
     )
 

@@ -114,9 +114,13 @@ def simulate(session: Session, *, campaign: Campaign, data: schemas.SimulateIn) 
                                   reason=s.reason, detail=s.detail, title=None) for s in skipped]
         for v in decide(candidates, audience, ledger, policy, trig.at):
             c = v.candidate
-            sends += int(v.sent and c.campaign_id == campaign.id)
+            sent, reason = v.sent, v.reason
+            if sent and c.explain.get("holdout"):
+                sent, reason = False, "holdout"
+                ledger.forget(trig.at, c.campaign_id)
+            sends += int(sent and c.campaign_id == campaign.id)
             steps.append(schemas.SimStep(at=at, trigger=trig.kind, zone_id=trig.zone_id, campaign_id=c.campaign_id,
-                                         sent=v.sent, reason=v.reason, detail={**c.explain, **v.detail},
+                                         sent=sent, reason=reason, detail={**c.explain, **v.detail},
                                          title=c.title))
     mine = [s for s in steps if s.campaign_id == campaign.id]
     return schemas.SimulateOut(campaign_id=campaign.id, triggers=len(triggers), sent=sum(s.sent for s in mine),

@@ -38,6 +38,7 @@ def upgrade() -> None:
         sa.Column("budget", sa.Integer(), nullable=True),
         sa.Column("sends", sa.Integer(), nullable=False),
         sa.Column("cooldown_s", sa.Float(), nullable=False),
+        sa.Column("holdout", sa.Float(), nullable=False),
         sa.Column("skus", sa.JSON(), nullable=False),
         sa.Column("topic", sa.String(32), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
@@ -64,6 +65,7 @@ def upgrade() -> None:
         sa.Column("dedupe_key", sa.String(200), nullable=False),
         sa.Column("notification_id", BIGINT, nullable=True),
         sa.Column("at", UTCDateTime(), nullable=False),
+        sa.Column("opened_at", UTCDateTime(), nullable=True),
         sa.Column("decided_at", UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(["venue_id"], ["venues.id"], name="fk_decisions_venue_id_venues", ondelete="CASCADE"),
         sa.ForeignKeyConstraint(["device_id"], ["devices.id"], name="fk_decisions_device_id_devices",
@@ -78,6 +80,7 @@ def upgrade() -> None:
     op.create_index("ix_decisions_device_id_id", "decisions", ["device_id", "id"])
     op.create_index("ix_decisions_shopper_id_at", "decisions", ["shopper_id", "at"])
     op.create_index("ix_decisions_campaign_id_at", "decisions", ["campaign_id", "at"])
+    op.create_index("ix_decisions_notification_id", "decisions", ["notification_id"])
     op.create_table(
         "shopper_segments",
         sa.Column("shopper_id", sa.String(36), nullable=False),
