@@ -35,6 +35,7 @@ from mallfence.staff.router import operators as staff_accounts_router
 from mallfence.staff.router import staff as staff_router
 from mallfence.tracking import service as tracking_service
 from mallfence.tracking.hub import Hub
+from mallfence.tracking.live import router as live_router
 from mallfence.tracking.router import router as tracking_router
 from mallfence.venues.beacon_router import router as beacons_router
 from mallfence.venues.qr_router import router as qr_router
@@ -151,6 +152,7 @@ def create_app(settings: Settings | None = None, *, fcm_sender: FcmSender | None
     app.include_router(devices_router)
     app.include_router(shoppers_router)
     app.include_router(tracking_router)
+    app.include_router(live_router)
     app.include_router(identity_router)
     app.include_router(staff_accounts_router)
     app.include_router(staff_router)

@@ -28,6 +28,7 @@ from mallfence.presence.machine import DeviceState, PresenceEvent, expire, obser
 from mallfence.runtime import Runtime
 from mallfence.spatial.beacon_keys import eddystone_power_1m
 from mallfence.spatial.beacons import RssiSmoother, locate
+from mallfence.tracking import live
 from mallfence.tracking.listeners import EventBatch, run_after_commit
 from mallfence.tracking.models import Event
 from mallfence.tracking.schemas import (
@@ -200,6 +201,8 @@ def ingest(rt: Runtime, *, device: Device, fixes: Sequence[FixIn], source: str =
         out, batch = _store(rt, device, snapshot, produced)
         rt.states.put(device.id, state)
     _finish(rt, device.id, out, batch)
+    live.publish(rt, venue_id=device.venue_id, device_id=device.id, fix=fixes[order[-1]] if order else None,
+                 source=source, events=out)
     dropped = sorted((Dropped(index=order[k], reason="stale") for k in stale), key=lambda d: d.index)
     return IngestOut(accepted=len(fixes) - len(dropped), dropped=dropped, events=out)
 
@@ -271,6 +274,8 @@ def ingest_beacons(rt: Runtime, *, device: Device, scans: Sequence[BeaconScanIn]
         out, batch = _store(rt, device, snapshot, produced)
         rt.states.put(device.id, state)
     _finish(rt, device.id, out, batch)
+    live.publish(rt, venue_id=device.venue_id, device_id=device.id, fix=fixes[-1] if fixes else None,
+                 source="beacon", events=out)
     if unknown:
         rt.unknown_beacons.add(device.venue_id, unknown)
     return BeaconIngestOut(
@@ -317,6 +322,7 @@ def pin(rt: Runtime, *, device: Device, zone_id: int | None, point: tuple[float,
         out, batch = _store(rt, device, snapshot, produced, [scan])
         rt.states.put(device.id, state)
     _finish(rt, device.id, out, batch)
+    live.publish(rt, venue_id=device.venue_id, device_id=device.id, fix=None, source=source, events=out)
     return out
 
 
@@ -344,6 +350,7 @@ def expire_silent(rt: Runtime) -> int:
                 batch = _listen(session, rt, device, snapshot, out)
             rt.states.put(device_id, state)
         _finish(rt, device_id, out, batch)
+        live.publish(rt, venue_id=device.venue_id, device_id=device_id, fix=None, source="server", events=out)
         count += len(out)
     return count
 

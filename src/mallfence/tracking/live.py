@@ -1,0 +1,99 @@
+"""The venue's live view for operators: where shoppers are (a dot per shopper) and zone events as they happen.
+
+Ingest publishes the newest position of each batch and its events to the hub key ``venue:{id}``, on any
+replica, but only while some console watches the venue (checked at most once a second), so a venue
+nobody watches costs nothing. Shoppers appear under a pseudonym (a hash of the device id): the console
+shows movement, not identities.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from typing import Any
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from mallfence.runtime import Runtime
+from mallfence.tracking.schemas import EventOut, FixIn
+from mallfence.venues import service as venue_service
+
+router = APIRouter(prefix="/v1/venues", tags=["live"])
+WATCH_CHECK_S = 1.0
+_watched: dict[tuple[int, str], tuple[float, bool]] = {}  # (runtime, key) -> (checked until, watched)
+
+
+def channel(venue_id: int) -> str:
+    return f"venue:{venue_id}"
+
+
+def pseudonym(device_id: str) -> str:
+    return hashlib.sha256(f"mallfence-live:{device_id}".encode()).hexdigest()[:10]
+
+
+def _watched_now(rt: Runtime, key: str) -> bool:
+    now = time.monotonic()
+    cached = _watched.get((id(rt), key))
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    watched = rt.hub.connected(key)
+    _watched[(id(rt), key)] = (now + WATCH_CHECK_S, watched)
+    return watched
+
+
+def publish(rt: Runtime, *, venue_id: int, device_id: str, fix: FixIn | None, source: str,
+            events: list[EventOut]) -> None:
+    """Send the batch's newest position and its events to the venue's consoles, if any watch."""
+    if fix is None and not events:
+        return
+    key = channel(venue_id)
+    if not _watched_now(rt, key):
+        return
+    who = pseudonym(device_id)
+    messages: list[dict[str, Any]] = []
+    if fix is not None:
+        messages.append({"type": "position", "shopper": who, "lon": fix.lon, "lat": fix.lat, "floor": fix.floor,
+                         "accuracy_m": fix.accuracy_m, "source": source, "at": fix.ts.isoformat()})
+    messages += [{"type": "event", "shopper": who, **e.model_dump(mode="json")} for e in events]
+    rt.hub.publish(key, messages)
+
+
+@router.websocket("/{slug}/live")
+async def live(websocket: WebSocket, slug: str) -> None:
+    """Positions (``position``) and zone events (``event``) of the venue's shoppers as they happen."""
+    rt: Runtime = websocket.app.state.runtime
+    await websocket.accept()
+    with rt.sessions() as session:
+        try:
+            venue = venue_service.get_venue(session, slug=slug)
+        except Exception as exc:  # NotFound: say so and close
+            await websocket.close(4404, str(getattr(exc, "message", exc))[:120])
+            return
+        venue_id = venue.id
+    key = channel(venue_id)
+    queue = rt.hub.subscribe(key)
+    _watched.pop((id(rt), key), None)  # publish from now on, not after the cached "nobody watches" runs out
+    sender = asyncio.create_task(_send(websocket, queue))
+    try:
+        queue.put_nowait({"type": "hello", "venue": slug})
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            if message.get("text") and '"ping"' in message["text"]:
+                queue.put_nowait({"type": "pong"})
+    except WebSocketDisconnect:
+        pass
+    finally:
+        rt.hub.unsubscribe(key, queue)
+        sender.cancel()
+
+
+async def _send(websocket: WebSocket, queue: asyncio.Queue[dict[str, Any]]) -> None:
+    while True:
+        message = await queue.get()
+        try:
+            await websocket.send_json(message)
+        except (WebSocketDisconnect, RuntimeError):
+            return
