@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -332,6 +334,19 @@ def test_async_sender_sends_the_valid_messages_of_a_batch_firebase_admin_refuses
         assert sorted(m.target for m in fcm.received) == ["tok-1", "tok-4"]
     finally:
         sender.close()
+
+
+def test_a_sender_nobody_closed_exits_quietly(fcm: LocalFcm) -> None:
+    """A process whose owner never closed the async sender (a server shutdown that timed out) ends without
+    tracebacks from its loop or aiohttp's "Unclosed client session"."""
+    script = ("import sys\n"
+              "from mallfence.delivery.fcm import PushMessage\n"
+              "from mallfence.delivery.fcm_async import AsyncFirebaseSender\n"
+              "s = AsyncFirebaseSender(sys.argv[1], base_url=sys.argv[2])\n"
+              "print(s.send([PushMessage(token='tok-exit', title='a', body='b', data={})])[0].outcome)\n")
+    done = subprocess.run([sys.executable, "-c", script, fcm.credentials_file, fcm.url], capture_output=True,
+                          text=True, timeout=60)
+    assert (done.returncode, done.stdout.strip(), done.stderr) == (0, "sent", "")
 
 
 def test_message_token_still_deprecated_and_our_messages_warn_nothing() -> None:

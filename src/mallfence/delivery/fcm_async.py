@@ -13,6 +13,7 @@ session per request as firebase-admin's does.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import functools
 import random
 import ssl
@@ -126,6 +127,9 @@ class AsyncFirebaseSender:
             firebase_admin.delete_app(self._app)
             raise
         self.thread.start()
+        # An owner that never closes us (a server whose shutdown timed out) still gets its connections closed at
+        # exit, while the loop thread lives, instead of aiohttp's "Unclosed client session" from the collector.
+        atexit.register(self.close)
 
     @property
     def fcm_url(self) -> str:
@@ -201,6 +205,7 @@ class AsyncFirebaseSender:
         app, self._app = self._app, None
         if app is None:
             return
+        atexit.unregister(self.close)
         if self.thread.is_alive():
             asyncio.run_coroutine_threadsafe(self._client.aclose(), self._loop).result(timeout=10)
             self._loop.call_soon_threadsafe(self._loop.stop)
