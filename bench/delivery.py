@@ -490,6 +490,7 @@ class Phase:
     process_cpu_s: float = 0.0
     fcm_server_cpu_s: float = 0.0
     machine_cpu_s: float = 0.0  # every process of the machine, ours included
+    handled: int = 0  # what the dispatcher got through in the phase (less than ids when stopped at the limit)
     seconds: float = 0.0
 
 
@@ -583,6 +584,7 @@ def run_outbox(args: argparse.Namespace, cluster: FcmCluster, tmp: Path) -> tupl
             phase.process_cpu_s = dispatch_cpu() - p0
             phase.fcm_server_cpu_s = cluster.cpu() - f0
             phase.machine_cpu_s = machine_cpu() - m0
+            phase.handled = handled() - base
             if handled() - base < target:
                 print(f"  [{phase.name}] stopped at the {args.max_phase_s:g} s limit", flush=True)
 
@@ -717,14 +719,14 @@ def report(args: argparse.Namespace, peers: list[PeerRow], phases: list[Phase], 
           "rest of the machine (websocket clients, PostgreSQL, other processes) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for ph in phases:
-        n = max(1, len(ph.ids))
+        n = max(1, ph.handled)  # per notification handled, not per one queued
         print(f"| {ph.name} | {ph.seconds:.1f} s | {ph.dispatcher_cpu_s:.1f} s ({ph.dispatcher_cpu_s / n * 1e6:,.0f} µs"
               f"/note) | {ph.sender_cpu_s:.1f} s ({ph.sender_cpu_s / n * 1e6:,.0f} µs) | {ph.process_cpu_s:.1f} s "
               f"({ph.process_cpu_s / n * 1e6:,.0f} µs) | {ph.fcm_server_cpu_s:.1f} s "
               f"({ph.fcm_server_cpu_s / n * 1e6:,.0f} µs) | "
               f"{(ph.machine_cpu_s - ph.process_cpu_s - ph.fcm_server_cpu_s) / ph.seconds:.2f} cores |")
-    if phases and phases[0].ids:
-        per = phases[0].process_cpu_s / len(phases[0].ids)
+    if phases and phases[0].handled:
+        per = phases[0].process_cpu_s / phases[0].handled
         who = "`mallfence dispatch`" if args.dispatch_process else "This process (dispatcher + sender + app)"
         print(f"\n{who} spent {per * 1e6:,.0f} µs CPU per notification in the drain:"
               f" one core, all of it, is {1 / per:,.0f} notifications/s (5,000/s needs ≤ 200 µs; one process runs its "
