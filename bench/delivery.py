@@ -3,8 +3,9 @@
 One run, four parts:
 
 1. FCM senders side by side: the same 500-message batches to the same local FCM server through
-   firebase-admin's ``send_each`` (what FirebaseSender uses) and ``send_each_async`` (firebase-admin as shipped:
-   httpx); messages/s, client CPU per message, FCM server CPU per message (the server's own ceiling).
+   firebase-admin's ``send_each`` (FirebaseSender, threads), ``send_each_async`` as shipped (httpx on httpcore) and
+   ``send_each_async`` as AsyncFirebaseSender sends it (httpx on aiohttp's keep-alive pool); messages/s, client
+   CPU per message, FCM server CPU per message (the server's own ceiling), ratios against send_each.
 2. Drain: ``--count`` notifications (less the paced part) for ``--devices`` devices wait in the outbox; the real
    Dispatcher (its thread, in this process, next to the app served by BackgroundServer) sends them: devices with an
    open websocket (``--ws-devices`` real websocket clients in another process, acking what they receive) get them
@@ -14,6 +15,9 @@ One run, four parts:
 4. The Dispatcher alone with a no-I/O sender on the same kind of database: its own ceiling.
 
     .venv/bin/python bench/delivery.py [--count 100000] [--devices 5000] [--ws-devices 300] [--pg URL]
+                                       [--sender async|threads] [--no-tls]
+
+The local FCM server speaks HTTPS, as FCM does (a CA made at start; every sender here trusts it).
 
 Defaults finish in under 3 minutes on 2 cores (SQLite). Everything listens on and connects to 127.0.0.1 only.
 """
@@ -56,6 +60,13 @@ def proc_cpu(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def machine_cpu() -> float:
+    """Busy CPU seconds of the whole machine, every process (Linux /proc/stat): to tell how much went elsewhere."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
 
 
 def thread_cpu(thread: threading.Thread | None) -> float:
@@ -117,8 +128,9 @@ def fcm_worker(args: argparse.Namespace) -> None:
     server = WorkerFcm(args.shared_token)
     server.add_service_account(SA_EMAIL, Path(args.public_key).read_text())
     sock = socket.socket(fileno=args.fd)
+    tls = {"ssl_certfile": args.tls_cert} if args.tls_cert else {}
     uv = uvicorn.Server(uvicorn.Config(server.app, log_level="warning", access_log=False, lifespan="off",
-                                       timeout_keep_alive=60, backlog=4096))
+                                       timeout_keep_alive=60, backlog=4096, **tls))
     # uvicorn re-raises the SIGTERM it shut down on once done (server.py capture_signals): let that one pass
     signal.signal(signal.SIGTERM, lambda *_: None)
     uv.run(sockets=[sock])
@@ -129,16 +141,21 @@ def fcm_worker(args: argparse.Namespace) -> None:
 class FcmCluster:
     """``--fcm-workers`` processes serving one listening socket on 127.0.0.1, and the service-account file."""
 
-    def __init__(self, workers: int, tmp: Path) -> None:
+    def __init__(self, workers: int, tmp: Path, tls: bool = True) -> None:
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import rsa
+
+        from mallfence.delivery.fcm_local import write_tls_files
 
         self.tmp = tmp
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(4096)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.ca_file = write_tls_files(tmp) if tls else None
+        if self.ca_file:  # the peers as shipped trust what the environment says (requests, httpx): this bench's CA
+            os.environ["REQUESTS_CA_BUNDLE"] = os.environ["SSL_CERT_FILE"] = self.ca_file
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         (tmp / "fcm-public.pem").write_bytes(key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
@@ -152,7 +169,8 @@ class FcmCluster:
         shared = f"local-{secrets.token_urlsafe(24)}"
         self.procs = [subprocess.Popen(
             [sys.executable, str(HERE), "--role", "fcm-worker", "--fd", str(self.sock.fileno()), "--public-key",
-             str(tmp / "fcm-public.pem"), "--shared-token", shared, "--out", str(tmp / f"fcm-{i}.json")],
+             str(tmp / "fcm-public.pem"), "--shared-token", shared, "--out", str(tmp / f"fcm-{i}.json"),
+             "--tls-cert", str(tmp / "server.pem") if tls else ""],
             pass_fds=[self.sock.fileno()]) for i in range(workers)]
         self.received: dict[str, list[float]] = {}  # notification id -> receive times (after stop())
         self.cpu_s = 0.0
@@ -243,6 +261,7 @@ class PeerRow:
     seconds: float = 0.0
     client_cpu_s: float = 0.0
     server_cpu_s: float = 0.0
+    other_cpu_s: float = 0.0  # the machine's busy CPU outside client and server (other processes)
     outcomes: Counter[str] = field(default_factory=Counter)
 
     @property
@@ -263,7 +282,7 @@ class PeerClock:
 
     def __init__(self, cluster: FcmCluster, row: PeerRow, seconds: float) -> None:
         self.cluster, self.row, self.seconds = cluster, row, seconds
-        self.t0, self.c0, self.s0 = time.perf_counter(), time.process_time(), cluster.cpu()
+        self.t0, self.c0, self.s0, self.m0 = time.perf_counter(), time.process_time(), cluster.cpu(), machine_cpu()
 
     def more(self, sent: int) -> bool:
         """Count ``sent`` messages; whether to send another batch."""
@@ -273,7 +292,17 @@ class PeerClock:
         self.row.seconds = time.perf_counter() - self.t0
         self.row.client_cpu_s = time.process_time() - self.c0
         self.row.server_cpu_s = self.cluster.cpu() - self.s0
+        self.row.other_cpu_s = machine_cpu() - self.m0 - self.row.client_cpu_s - self.row.server_cpu_s
         return False
+
+
+def make_sender(cluster: FcmCluster, kind: str) -> Any:
+    from mallfence.delivery.fcm import FirebaseSender
+    from mallfence.delivery.fcm_async import AsyncFirebaseSender
+
+    if kind == "async":
+        return AsyncFirebaseSender(cluster.credentials_file, base_url=cluster.url, ca_file=cluster.ca_file)
+    return FirebaseSender(cluster.credentials_file, base_url=cluster.url)  # trusts the CA through the environment
 
 
 def run_peer(cluster: FcmCluster, name: str, kind: str, seconds: float) -> PeerRow:
@@ -281,7 +310,7 @@ def run_peer(cluster: FcmCluster, name: str, kind: str, seconds: float) -> PeerR
 
     from mallfence.delivery import fcm
 
-    sender = fcm.FirebaseSender(cluster.credentials_file, base_url=cluster.url)
+    sender = make_sender(cluster, "async" if kind == "async" else "threads")
     row, batch = PeerRow(name), peer_messages(kind)
     try:
         sender.send(batch[:5])  # token fetched, connections open
@@ -313,8 +342,9 @@ def run_peer(cluster: FcmCluster, name: str, kind: str, seconds: float) -> PeerR
 
 def run_peers(cluster: FcmCluster, seconds: float) -> list[PeerRow]:
     return [run_peer(cluster, name, kind, seconds) for name, kind in (
-        ("send_each (firebase-admin, requests)", "send_each"),
-        ("send_each_async (firebase-admin, httpx)", "send_each_async"))]
+        ("send_each (FirebaseSender: firebase-admin, requests, a thread per message)", "send_each"),
+        ("send_each_async as shipped (firebase-admin, httpx on httpcore, HTTP/2 over TLS)", "send_each_async"),
+        ("send_each_async (AsyncFirebaseSender: httpx on aiohttp keep-alive)", "async"))]
 
 
 # -- parts 2 and 3: the outbox, end to end ---------------------------------------------------------------------------
@@ -405,6 +435,44 @@ class Outbox:
         self.written += n
 
 
+class DispatchProcess:
+    """``mallfence dispatch`` in a process of its own (FCM only, no sockets), polling every 50 ms: the deployment
+    where no app thread (uvicorn's loop, ack handlers) competes with the sender for the GIL."""
+
+    def __init__(self, args: argparse.Namespace, url: str, cluster: FcmCluster) -> None:
+        self.env = {**os.environ, "MALLFENCE_FCM_CREDENTIALS_FILE": cluster.credentials_file,
+                    "MALLFENCE_FCM_BASE_URL": cluster.url, "MALLFENCE_FCM_CA_FILE": cluster.ca_file or "",
+                    "MALLFENCE_FCM_SENDER": args.sender, "MALLFENCE_DISPATCH_POLL_S": "0.05",
+                    "MALLFENCE_LOG_LEVEL": "warning"}
+        self.cmd = [sys.executable, "-m", "mallfence.cli", "--database-url", url, "dispatch",
+                    "--batch", str(args.batch)]
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._thread = None  # no thread of ours to clock
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=subprocess.DEVNULL)
+
+    def wake(self) -> None:
+        pass  # another process: it finds new rows at its next poll
+
+    def cpu(self) -> float:
+        return proc_cpu(self.proc.pid) if self.proc else 0.0
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=60)
+
+
+def outbox_counts(sessions: Any) -> Counter[str]:
+    from sqlalchemy import func, select
+
+    from mallfence.delivery.models import Notification
+
+    with sessions() as s:
+        return Counter(dict(s.execute(select(Notification.status, func.count()).group_by(Notification.status)).all()))
+
+
 def awaiting_ack(sessions: Any) -> int:
     from sqlalchemy import func, select
 
@@ -423,6 +491,8 @@ class Phase:
     sender_cpu_s: float = 0.0
     process_cpu_s: float = 0.0
     fcm_server_cpu_s: float = 0.0
+    machine_cpu_s: float = 0.0  # every process of the machine, ours included
+    handled: int = 0  # what the dispatcher got through in the phase (less than ids when stopped at the limit)
     seconds: float = 0.0
 
 
@@ -431,7 +501,7 @@ def run_outbox(args: argparse.Namespace, cluster: FcmCluster, tmp: Path) -> tupl
     from mallfence.config import Settings
     from mallfence.db import make_engine, make_session_factory
     from mallfence.delivery.dispatcher import Dispatcher, DispatchPolicy
-    from mallfence.delivery.fcm import FirebaseSender
+    from mallfence.delivery.fcm import InMemorySender
     from mallfence.server import BackgroundServer
 
     url = setup_database(args, tmp)
@@ -464,30 +534,39 @@ def run_outbox(args: argparse.Namespace, cluster: FcmCluster, tmp: Path) -> tupl
             line = clients.stdout.readline()
             if line.strip() != "ready":
                 raise RuntimeError("websocket clients did not connect")
-        sender = CountingSender(FirebaseSender(cluster.credentials_file, base_url=cluster.url))
+        apart = DispatchProcess(args, url, cluster) if args.dispatch_process else None
+        sender = CountingSender(make_sender(cluster, args.sender) if apart is None else InMemorySender())
         pushed_ws = Counter[str]()
 
         def push_ws(device_id: str, messages: list[dict[str, object]]) -> None:
             pushed_ws["ws"] += len(messages)
             rt.hub.publish(device_id, messages)
 
-        dispatcher = Dispatcher(sessions, is_connected=rt.hub.connected, push_ws=push_ws, sender=sender,
-                                policy=DispatchPolicy(batch=args.batch, ack_timeout_s=args.ack_timeout_s),
-                                poll_s=0.05, owner="bench-dispatcher")
+        dispatcher: Any = apart or Dispatcher(
+            sessions, is_connected=rt.hub.connected, push_ws=push_ws, sender=sender,
+            policy=DispatchPolicy(batch=args.batch, ack_timeout_s=args.ack_timeout_s), poll_s=0.05,
+            owner="bench-dispatcher")
         rt.dispatcher = dispatcher  # acks and reconnects wake it as in the app
         phases: list[Phase] = []
 
         def handled() -> int:
+            if apart is not None:  # counted where the other process writes it
+                time.sleep(0.2)
+                counts = outbox_counts(sessions)
+                return sum(counts.values()) - counts["pending"] - counts["awaiting_ack"]
             return sender.outcomes["sent"] + sender.outcomes["failed"] + sender.outcomes["prune"] + pushed_ws["ws"]
 
+        def dispatch_cpu() -> float:  # the process that dispatches: this one, or `mallfence dispatch`
+            return time.process_time() if apart is None else apart.cpu()
+
         def measure(phase: Phase, target: int, producer: threading.Thread | None) -> None:
-            loop_thread = None  # the sender has no event-loop thread of its own (send_each uses a pool)
+            loop_thread = getattr(sender.inner, "thread", None)  # AsyncFirebaseSender's loop; send_each: none
             d0, l0 = thread_cpu(dispatcher._thread), thread_cpu(loop_thread)
-            p0, f0, w0 = time.process_time(), cluster.cpu(), time.perf_counter()
+            p0, f0, w0, m0 = dispatch_cpu(), cluster.cpu(), time.perf_counter(), machine_cpu()
             phase.started = time.time()
             base, last_print, deadline = handled(), w0, w0 + args.max_phase_s
-            if dispatcher._thread is None:
-                dispatcher.start()  # the first phase: its CPU clock starts at zero
+            if dispatcher._thread is None and (apart is None or apart.proc is None):
+                dispatcher.start()  # the first phase: its CPU clock starts at zero (the process: its start-up too)
             if producer is not None:
                 producer.start()
             else:
@@ -504,8 +583,10 @@ def run_outbox(args: argparse.Namespace, cluster: FcmCluster, tmp: Path) -> tupl
             phase.seconds = time.perf_counter() - w0
             phase.dispatcher_cpu_s = thread_cpu(dispatcher._thread) - d0
             phase.sender_cpu_s = thread_cpu(loop_thread) - l0
-            phase.process_cpu_s = time.process_time() - p0
+            phase.process_cpu_s = dispatch_cpu() - p0
             phase.fcm_server_cpu_s = cluster.cpu() - f0
+            phase.machine_cpu_s = machine_cpu() - m0
+            phase.handled = handled() - base
             if handled() - base < target:
                 print(f"  [{phase.name}] stopped at the {args.max_phase_s:g} s limit", flush=True)
 
@@ -540,7 +621,8 @@ def run_outbox(args: argparse.Namespace, cluster: FcmCluster, tmp: Path) -> tupl
             awaiting = awaiting_ack(sessions)
         dispatcher.stop()
         sender.close()
-        info = {"fcm_outcomes": dict(sender.outcomes), "ws_pushed": pushed_ws["ws"], "decided": outbox.decided,
+        outcomes = dict(sender.outcomes) if apart is None else dict(outbox_counts(sessions))
+        info = {"fcm_outcomes": outcomes, "ws_pushed": pushed_ws["ws"], "decided": outbox.decided,
                 "database": "PostgreSQL" if args.pg else "SQLite", "awaiting_ack": awaiting}
     finally:
         clients.send_signal(signal.SIGTERM)
@@ -598,18 +680,28 @@ def report(args: argparse.Namespace, peers: list[PeerRow], phases: list[Phase], 
 
     print("\n## FCM senders, same 500-message batches, same local FCM server "
           f"({args.fcm_workers} uvicorn worker process(es))\n")
-    print("| sender | msg/s | client CPU / msg | FCM server CPU / msg | outcomes |")
-    print("|---|---:|---:|---:|---|")
+    print("| sender | msg/s | vs send_each | client CPU / msg | vs send_each | FCM server CPU / msg | other "
+          "processes' CPU | outcomes |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    base = peers[0] if peers else None
     for r in peers:
-        print(f"| {r.name} | {r.rate:,.0f} | {r.client_cpu_s / r.messages * 1e6:,.0f} µs | "
-              f"{r.server_cpu_s / r.messages * 1e6:,.0f} µs | {dict(r.outcomes)} |")
+        cpu = r.client_cpu_s / r.messages
+        base_cpu = base.client_cpu_s / base.messages if base else cpu
+        print(f"| {r.name} | {r.rate:,.0f} | {r.rate / base.rate if base and base.rate else 0:.2f} | "
+              f"{cpu * 1e6:,.0f} µs | {cpu / base_cpu if base_cpu else 0:.2f} | "
+              f"{r.server_cpu_s / r.messages * 1e6:,.0f} µs | {r.other_cpu_s / r.seconds:.2f} cores | "
+              f"{dict(r.outcomes)} |")
     if peers:
         busiest = max(peers, key=lambda r: r.messages)
         per = busiest.server_cpu_s / max(1, busiest.messages)
         print(f"\nFCM server's own ceiling: {per * 1e6:,.0f} µs CPU per message = {1 / max(per, 1e-9):,.0f} msg/s "
               f"per core ({os.cpu_count()} cores here, shared by client and server)")
 
-    print(f"\n## Outbox → Dispatcher ({info['database']}, batch {args.batch}, FCM via send_each) "
+    via = "AsyncFirebaseSender (send_each_async)" if args.sender == "async" else "FirebaseSender (send_each)"
+    if args.dispatch_process:
+        via += ", dispatcher in `mallfence dispatch` (its own process)"
+    print(f"\n## Outbox → Dispatcher ({info['database']}, batch {args.batch}, FCM via {via}, "
+          f"{'HTTPS' if cluster.ca_file else 'HTTP'}) "
           f"→ {args.ws_devices} websocket clients / FCM\n")
     print("| phase | channel | notifications | per second | latency p50 | p99 | max |")
     print("|---|---|---:|---:|---:|---:|---:|")
@@ -625,21 +717,30 @@ def report(args: argparse.Namespace, peers: list[PeerRow], phases: list[Phase], 
         print(f"| {ph.name} | **all** | {total:,} | {total / ph.seconds if ph.seconds else 0:,.0f} | | | |")
     print("\n(drain latency is mostly time waiting in the queue: all of it was decided before the dispatcher "
           "started; the paced phase is the latency figure)\n")
-    print("| phase | wall | dispatcher thread CPU | FCM sender loop CPU | whole process CPU | FCM server CPU |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| phase | wall | dispatcher thread CPU | FCM sender loop CPU | whole process CPU | FCM server CPU | "
+          "rest of the machine (websocket clients, PostgreSQL, other processes) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for ph in phases:
-        n = max(1, len(ph.ids))
+        n = max(1, ph.handled)  # per notification handled, not per one queued
         print(f"| {ph.name} | {ph.seconds:.1f} s | {ph.dispatcher_cpu_s:.1f} s ({ph.dispatcher_cpu_s / n * 1e6:,.0f} µs"
               f"/note) | {ph.sender_cpu_s:.1f} s ({ph.sender_cpu_s / n * 1e6:,.0f} µs) | {ph.process_cpu_s:.1f} s "
               f"({ph.process_cpu_s / n * 1e6:,.0f} µs) | {ph.fcm_server_cpu_s:.1f} s "
-              f"({ph.fcm_server_cpu_s / n * 1e6:,.0f} µs) |")
+              f"({ph.fcm_server_cpu_s / n * 1e6:,.0f} µs) | "
+              f"{(ph.machine_cpu_s - ph.process_cpu_s - ph.fcm_server_cpu_s) / ph.seconds:.2f} cores |")
+    if phases and phases[0].handled:
+        per = phases[0].process_cpu_s / phases[0].handled
+        who = "`mallfence dispatch`" if args.dispatch_process else "This process (dispatcher + sender + app)"
+        print(f"\n{who} spent {per * 1e6:,.0f} µs CPU per notification in the drain:"
+              f" one core, all of it, is {1 / per:,.0f} notifications/s (5,000/s needs ≤ 200 µs; one process runs its "
+              "Python on one core at a time, the GIL)")
     if "ceiling" in info:
         rate, cpu = info["ceiling"]
         print(f"\nDispatcher alone (same database kind, InMemorySender, no websocket, batch {args.batch}): "
               f"{rate:,.0f} notifications/s, {cpu:,.0f} µs CPU per notification")
     missing = [i for ph in phases for i in ph.ids if i not in ws_first and i not in fcm_first]
     both = sum(1 for i in ws_first if i in fcm_first)
-    print(f"\nFCM results seen by the dispatcher: {info['fcm_outcomes']}; websocket pushes {info['ws_pushed']:,}; "
+    seen = "outbox statuses at the end" if args.dispatch_process else "FCM results seen by the dispatcher"
+    print(f"\n{seen}: {info['fcm_outcomes']}; websocket pushes {info['ws_pushed']:,}; "
           f"received twice on one channel {dict(duplicates) or 0}; on both (websocket, then FCM after no ack within "
           f"{args.ack_timeout_s:g} s) {both:,}; never received {len(missing):,}; still awaiting an ack at the end "
           f"{info['awaiting_ack']:,}; websocket reconnects {info['ws_drops'] or 0}; "
@@ -655,6 +756,10 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=0.0, help="paced enqueue rate (default: half the drain rate)")
     ap.add_argument("--batch", type=int, default=500, help="dispatcher batch")
     ap.add_argument("--fcm-workers", type=int, default=2, help="local FCM server processes")
+    ap.add_argument("--sender", choices=("async", "threads"), default="async", help="the dispatcher's FCM sender")
+    ap.add_argument("--no-tls", dest="tls", action="store_false", help="plain HTTP to the local FCM server")
+    ap.add_argument("--dispatch-process", action="store_true", help="dispatch with `mallfence dispatch` in a process "
+                    "of its own (FCM only: implies --ws-devices 0)")
     ap.add_argument("--ack-ms", type=float, default=50, help="websocket clients ack what they got every this often")
     ap.add_argument("--ack-timeout-s", type=float, default=30.0)
     ap.add_argument("--peer-seconds", type=float, default=5.0, help="per sender in part 1 (0: skip part 1)")
@@ -665,9 +770,11 @@ def main() -> None:
     ap.add_argument("--pg", metavar="URL", help="PostgreSQL instead of SQLite, e.g. "
                     "postgresql+psycopg://postgres@127.0.0.1:5432/postgres (uses database mallfence_bench_delivery)")
     ap.add_argument("--role", choices=("main", "fcm-worker", "ws-clients"), default="main", help=argparse.SUPPRESS)
-    for internal in ("--fd", "--public-key", "--shared-token", "--out", "--url", "--devices-file"):
+    for internal in ("--fd", "--public-key", "--shared-token", "--out", "--url", "--devices-file", "--tls-cert"):
         ap.add_argument(internal, help=argparse.SUPPRESS, type=int if internal == "--fd" else str)
     args = ap.parse_args()
+    if args.dispatch_process:
+        args.ws_devices = 0
     if args.role == "fcm-worker":
         return fcm_worker(args)
     if args.role == "ws-clients":
@@ -679,11 +786,11 @@ def main() -> None:
 
     print(f"python {platform.python_version()}, firebase-admin {firebase_admin.__version__}, httpx "
           f"{httpx.__version__}, SQLAlchemy {sqlalchemy.__version__}, {os.cpu_count()} cores "
-          f"({len(os.sched_getaffinity(0))} usable)", flush=True)
+          f"({len(os.sched_getaffinity(0))} usable), load average {os.getloadavg()[0]:.1f} at start", flush=True)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mallfence-bench-delivery-") as name:
         tmp = Path(name)
-        cluster = FcmCluster(args.fcm_workers, tmp)
+        cluster = FcmCluster(args.fcm_workers, tmp, args.tls)
         try:
             peers: list[PeerRow] = []
             if args.peer_seconds > 0:

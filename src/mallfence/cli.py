@@ -215,7 +215,7 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
     # No websockets live in this process: every due notification goes to FCM.
     dispatcher = Dispatcher(
         make_session_factory(engine), is_connected=lambda _device: False, push_ws=lambda _d, _m: None,
-        sender=sender, policy=DispatchPolicy(batch=args.batch, lease_s=args.lease_s,
+        sender=sender, policy=DispatchPolicy(batch=args.batch or settings.dispatch_batch, lease_s=args.lease_s,
                                              ack_timeout_s=settings.ack_timeout_s),
         poll_s=settings.dispatch_poll_s,
     )
@@ -281,7 +281,7 @@ def parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     dispatch = sub.add_parser("dispatch", help="run the notification dispatcher alone (FCM)")
-    dispatch.add_argument("--batch", type=int, default=200, help="notifications claimed per pass")
+    dispatch.add_argument("--batch", type=int, help="notifications claimed per pass (MALLFENCE_DISPATCH_BATCH)")
     dispatch.add_argument("--lease-s", type=float, default=60.0, help="how long a claim holds before others retake it")
     dispatch.set_defaults(func=cmd_dispatch)
 

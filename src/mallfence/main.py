@@ -83,9 +83,14 @@ def build_sender(settings: Settings) -> FcmSender | None:
     if not settings.fcm_credentials_file:
         log.warning("no MALLFENCE_FCM_CREDENTIALS_FILE: pushes reach open apps only")
         return None
-    from mallfence.delivery.fcm import FirebaseSender
+    if settings.fcm_sender == "threads":
+        from mallfence.delivery.fcm import FirebaseSender
 
-    return FirebaseSender(credentials_file=settings.fcm_credentials_file, base_url=settings.fcm_base_url)
+        return FirebaseSender(credentials_file=settings.fcm_credentials_file, base_url=settings.fcm_base_url)
+    from mallfence.delivery.fcm_async import AsyncFirebaseSender
+
+    return AsyncFirebaseSender(settings.fcm_credentials_file, base_url=settings.fcm_base_url,
+                               ca_file=settings.fcm_ca_file, connections=settings.fcm_connections)
 
 
 def create_app(settings: Settings | None = None, *, fcm_sender: FcmSender | None = None) -> FastAPI:
@@ -102,7 +107,8 @@ def create_app(settings: Settings | None = None, *, fcm_sender: FcmSender | None
         if settings.dispatcher_enabled:
             rt.dispatcher = Dispatcher(
                 rt.sessions, is_connected=rt.hub.connected, push_ws=rt.hub.publish, sender=sender,
-                policy=DispatchPolicy(ack_timeout_s=settings.ack_timeout_s), poll_s=settings.dispatch_poll_s,
+                policy=DispatchPolicy(batch=settings.dispatch_batch, ack_timeout_s=settings.ack_timeout_s),
+                poll_s=settings.dispatch_poll_s,
             )
             rt.dispatcher.start()
         if settings.webhooks_enabled:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +31,7 @@ from mallfence.delivery.fcm import (
     fit_payload,
     payload_size,
 )
+from mallfence.delivery.fcm_async import AsyncFirebaseSender, adapt_async_client
 from mallfence.delivery.fcm_local import MAX_PAYLOAD_BYTES, LocalFcm, payload_bytes
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -71,9 +74,19 @@ def fcm() -> Iterator[LocalFcm]:
         yield server
 
 
+Sender = FirebaseSender | AsyncFirebaseSender
+SENDERS = {"send_each": FirebaseSender, "send_each_async": AsyncFirebaseSender}
+
+
+@pytest.fixture(params=list(SENDERS))
+def make(request: pytest.FixtureRequest) -> type[Sender]:
+    """Each sender test runs with both: the same behaviour through firebase-admin's sync and async paths."""
+    return SENDERS[request.param]  # type: ignore[return-value]
+
+
 @pytest.fixture
-def sender(fcm: LocalFcm) -> Iterator[FirebaseSender]:
-    s = FirebaseSender(fcm.credentials_file, base_url=fcm.url)
+def sender(fcm: LocalFcm, make: type[Sender]) -> Iterator[Sender]:
+    s = make(fcm.credentials_file, base_url=fcm.url)
     yield s
     s.close()
 
@@ -90,7 +103,7 @@ def settle(remote_before: int) -> list[str]:
 
 
 # -- the happy path ------------------------------------------------------------------------------------------
-def test_send_reaches_server_with_bearer_from_token_endpoint(fcm: LocalFcm, sender: FirebaseSender) -> None:
+def test_send_reaches_server_with_bearer_from_token_endpoint(fcm: LocalFcm, sender: Sender) -> None:
     before = len(REMOTE_HOSTS)
     [result] = sender.send([push("tok-a")])
     [got] = fcm.messages_for("tok-a")
@@ -101,7 +114,7 @@ def test_send_reaches_server_with_bearer_from_token_endpoint(fcm: LocalFcm, send
     assert settle(before) == []  # not even google-auth's regional access boundary lookup
 
 
-def test_fields_arrive_as_fcm_fields(fcm: LocalFcm, sender: FirebaseSender) -> None:
+def test_fields_arrive_as_fcm_fields(fcm: LocalFcm, sender: Sender) -> None:
     sender.send([push("tok-b", collapse_key="zone-z1", ttl_s=600, ref="42", data={"zone": "z1", "kind": "offer"})])
     [got] = fcm.messages_for("tok-b")
     assert got.target_kind == "token"  # a registration token, not an installation id (fid)
@@ -112,7 +125,7 @@ def test_fields_arrive_as_fcm_fields(fcm: LocalFcm, sender: FirebaseSender) -> N
     assert abs(int(got.apns["headers"]["apns-expiration"]) - (time.time() + 600)) < 5
 
 
-def test_500_messages_in_one_call_all_arrive_with_one_token_fetch(fcm: LocalFcm, sender: FirebaseSender) -> None:
+def test_500_messages_in_one_call_all_arrive_with_one_token_fetch(fcm: LocalFcm, sender: Sender) -> None:
     results = sender.send([push(f"tok-{i}", ref=str(i)) for i in range(MAX_BATCH)])
     assert [r.token for r in results] == [f"tok-{i}" for i in range(MAX_BATCH)]
     assert {r.outcome for r in results} == {"sent"}
@@ -120,14 +133,14 @@ def test_500_messages_in_one_call_all_arrive_with_one_token_fetch(fcm: LocalFcm,
     assert len(fcm.issued_tokens) == 1  # unlocked, each of the 500 threads would fetch its own
 
 
-def test_more_than_500_is_a_programming_error(sender: FirebaseSender) -> None:
+def test_more_than_500_is_a_programming_error(sender: Sender) -> None:
     with pytest.raises(ValueError, match="500"):
         sender.send([push(f"t{i}") for i in range(MAX_BATCH + 1)])
     with pytest.raises(ValueError, match="500"):
         InMemorySender().send([push(f"t{i}") for i in range(MAX_BATCH + 1)])
 
 
-def test_empty_and_locally_invalid_messages_need_no_network(fcm: LocalFcm, sender: FirebaseSender) -> None:
+def test_empty_and_locally_invalid_messages_need_no_network(fcm: LocalFcm, sender: Sender) -> None:
     assert sender.send([]) == []  # firebase-admin's send_each([]) raises UnknownError
     results = sender.send([push(""), push("tok-ok"), push("tok-int", data={"n": 1}),  # type: ignore[dict-item]
                            push("tok-surrogate", body="broken \ud83d")])
@@ -138,19 +151,19 @@ def test_empty_and_locally_invalid_messages_need_no_network(fcm: LocalFcm, sende
 
 # -- errors ---------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("code", ["UNREGISTERED", "SENDER_ID_MISMATCH", "INVALID_ARGUMENT"])
-def test_token_errors_prune(fcm: LocalFcm, sender: FirebaseSender, code: str) -> None:
+def test_token_errors_prune(fcm: LocalFcm, sender: Sender, code: str) -> None:
     fcm.fail(code, "tok-bad")
     results = sender.send([push("tok-good"), push("tok-bad")])
     assert results == [PushResult("tok-good", "sent", provider_id=results[0].provider_id),
                        PushResult("tok-bad", "prune", code)]
 
 
-def test_invalid_argument_not_about_the_token_fails_without_prune(fcm: LocalFcm, sender: FirebaseSender) -> None:
+def test_invalid_argument_not_about_the_token_fails_without_prune(fcm: LocalFcm, sender: Sender) -> None:
     [result] = sender.send([push("tok-c", data={"from": "x"})])  # a reserved data key: FCM refuses the payload
     assert result == PushResult("tok-c", "failed", "INVALID_ARGUMENT")
 
 
-def test_unavailable_and_internal_retry_after_brief_in_call_retries(fcm: LocalFcm, sender: FirebaseSender) -> None:
+def test_unavailable_and_internal_retry_after_brief_in_call_retries(fcm: LocalFcm, sender: Sender) -> None:
     fcm.fail("UNAVAILABLE", "tok-u")
     fcm.fail("INTERNAL", "tok-i")
     results = sender.send([push("tok-u"), push("tok-i")])
@@ -159,15 +172,15 @@ def test_unavailable_and_internal_retry_after_brief_in_call_retries(fcm: LocalFc
     assert attempts.count("tok-u") == attempts.count("tok-i") == 3  # 1 + status_retries (2)
 
 
-def test_transient_unavailable_is_absorbed_by_the_in_call_retry(fcm: LocalFcm, sender: FirebaseSender) -> None:
+def test_transient_unavailable_is_absorbed_by_the_in_call_retry(fcm: LocalFcm, sender: Sender) -> None:
     fcm.fail("UNAVAILABLE", times=2)  # every target, next two requests
     [result] = sender.send([push("tok-t")])
     assert result.outcome == "sent"
     assert [s for _, s in fcm.attempts] == [503, 503, 200]
 
 
-def test_unavailable_for_a_while(fcm: LocalFcm) -> None:
-    sender = FirebaseSender(fcm.credentials_file, base_url=fcm.url, status_retries=0)
+def test_unavailable_for_a_while(fcm: LocalFcm, make: type[Sender]) -> None:
+    sender = make(fcm.credentials_file, base_url=fcm.url, status_retries=0)
     try:
         fcm.fail("UNAVAILABLE", for_s=0.5, retry_after_s=3)
         assert sender.send([push("tok-w")]) == [PushResult("tok-w", "retry", "UNAVAILABLE", 3.0)]
@@ -178,7 +191,7 @@ def test_unavailable_for_a_while(fcm: LocalFcm) -> None:
 
 
 def test_quota_exceeded_retries_with_retry_after_and_does_not_sleep_in_call(
-        fcm: LocalFcm, sender: FirebaseSender) -> None:
+        fcm: LocalFcm, sender: Sender) -> None:
     fcm.fail("QUOTA_EXCEEDED", "tok-q", retry_after_s=7)
     started = time.monotonic()
     [result] = sender.send([push("tok-q")])
@@ -187,19 +200,19 @@ def test_quota_exceeded_retries_with_retry_after_and_does_not_sleep_in_call(
     assert fcm.attempts == [("tok-q", 429)]
 
 
-def test_third_party_auth_error_fails(fcm: LocalFcm, sender: FirebaseSender) -> None:
+def test_third_party_auth_error_fails(fcm: LocalFcm, sender: Sender) -> None:
     fcm.fail("THIRD_PARTY_AUTH_ERROR", "tok-apns")
     assert sender.send([push("tok-apns")]) == [PushResult("tok-apns", "failed", "THIRD_PARTY_AUTH_ERROR")]
     # google-auth's AuthorizedSession takes any 401 for a stale token: it refetches twice and resends
     assert [s for _, s in fcm.attempts] == [401, 401, 401] and len(fcm.issued_tokens) == 3
 
 
-def test_server_down_is_a_transport_retry_and_recovers(fcm: LocalFcm, sender: FirebaseSender) -> None:
+def test_server_down_is_a_transport_retry_and_recovers(fcm: LocalFcm, sender: Sender) -> None:
     assert sender.send([push("tok-d")])[0].outcome == "sent"
     fcm.stop()
     assert sender.send([push("tok-d"), push("tok-e")]) == [PushResult("tok-d", "retry", "transport"),
                                                            PushResult("tok-e", "retry", "transport")]
-    cold = FirebaseSender(fcm.credentials_file, base_url=fcm.url)  # no token yet: the token fetch fails
+    cold = type(sender)(fcm.credentials_file, base_url=fcm.url)  # no token yet: the token fetch fails
     try:
         assert cold.send([push("tok-f")]) == [PushResult("tok-f", "retry", "transport")]
         fcm.start()  # same port
@@ -209,7 +222,7 @@ def test_server_down_is_a_transport_retry_and_recovers(fcm: LocalFcm, sender: Fi
         cold.close()
 
 
-def test_huge_multibyte_body_is_shrunk_and_accepted(fcm: LocalFcm, sender: FirebaseSender) -> None:
+def test_huge_multibyte_body_is_shrunk_and_accepted(fcm: LocalFcm, sender: Sender) -> None:
     body = "Große Rabatte 🛍️ 日本語のテキスト " * 400  # ~17 kB of UTF-8
     [result] = sender.send([push("tok-big", body=body)])
     assert result.outcome == "sent"
@@ -218,11 +231,11 @@ def test_huge_multibyte_body_is_shrunk_and_accepted(fcm: LocalFcm, sender: Fireb
     assert payload_bytes(got.raw) <= PAYLOAD_LIMIT < MAX_PAYLOAD_BYTES
 
 
-def test_two_senders_do_not_interfere() -> None:
+def test_two_senders_do_not_interfere(make: type[Sender]) -> None:
     with LocalFcm(project_id="mall-one") as one, LocalFcm(project_id="mall-two") as two:
-        a = FirebaseSender(one.credentials_file, base_url=one.url)
-        b = FirebaseSender(two.credentials_file, base_url=two.url)
-        c = FirebaseSender(one.credentials_file, base_url=one.url)
+        a = make(one.credentials_file, base_url=one.url)
+        b = make(two.credentials_file, base_url=two.url)
+        c = make(one.credentials_file, base_url=one.url)
         try:
             two.fail("UNREGISTERED", "shared-token")
             assert a.send([push("shared-token")])[0].outcome == "sent"
@@ -260,6 +273,82 @@ def test_adapter_finds_firebase_internals(fcm: LocalFcm) -> None:
         firebase_admin.delete_app(other)
 
 
+def test_async_adapter_finds_firebase_internals(fcm: LocalFcm) -> None:
+    """Fails loudly when a release moves the private async client that send_each_async sends with."""
+    app = firebase_admin.initialize_app(credentials.Certificate(fcm.credentials_file), {"projectId": "p1"},
+                                        name="async-adapter-test")
+    service = messaging._get_messaging_service(app)
+    try:
+        shipped = service._async_client._async_client
+        ours = adapt_async_client(service, auth=httpx.BasicAuth("u", "p"), ca_file=None, connections=4)
+        assert service._async_client._async_client is ours is not shipped
+        assert ours.headers["x-goog-api-client"] == shipped.headers["x-goog-api-client"]  # firebase-admin's metrics
+        asyncio.run(shipped.aclose())
+        del service._async_client._async_client  # what a release renaming it would look like
+        with pytest.raises(RuntimeError, match="internals moved"):
+            adapt_async_client(service, auth=httpx.BasicAuth("u", "p"), ca_file=None, connections=4)
+        service._async_client._async_client = ours  # delete_app closes it
+    finally:
+        firebase_admin.delete_app(app)
+        service._client.close()
+
+
+def test_https_with_the_configured_ca_and_only_with_it() -> None:
+    """FCM is HTTPS: the sender trusts the CA it is given (token endpoint too), and refuses a certificate it
+    cannot verify instead of sending anyway."""
+    with LocalFcm(tls=True) as fcm:
+        assert fcm.url.startswith("https://")
+        trusting = AsyncFirebaseSender(fcm.credentials_file, base_url=fcm.url, ca_file=fcm.ca_file)
+        untrusting = AsyncFirebaseSender(fcm.credentials_file, base_url=fcm.url, status_retries=0)
+        try:
+            assert trusting.send([push("tok-tls")])[0].outcome == "sent"
+            assert [m.target for m in fcm.received] == ["tok-tls"] and len(fcm.issued_tokens) == 1
+            assert untrusting.send([push("tok-no")]) == [PushResult("tok-no", "retry", "transport")]
+            assert [m.target for m in fcm.received] == ["tok-tls"] and len(fcm.issued_tokens) == 1
+        finally:
+            trusting.close()
+            untrusting.close()
+
+
+def test_async_sender_refetches_the_token_once_for_a_batch_answered_401(fcm: LocalFcm) -> None:
+    """A 401 means a stale token to google-auth: 100 answers in flight for one token cost one fetch, not 100."""
+    sender = AsyncFirebaseSender(fcm.credentials_file, base_url=fcm.url)
+    try:
+        sender.send([push("warm")])
+        fcm.fail("THIRD_PARTY_AUTH_ERROR", times=100)  # the first 100 requests, whichever token
+        results = sender.send([push(f"tok-{i}", ref=str(i)) for i in range(100)])
+        assert {r.outcome for r in results} == {"sent"}  # each was resent once, with the new token
+        assert len(fcm.issued_tokens) == 2 and len(fcm.received) == 101
+        assert {m.bearer for m in fcm.received[1:]} == fcm.issued_tokens - {fcm.received[0].bearer}
+    finally:
+        sender.close()
+
+
+def test_async_sender_sends_the_valid_messages_of_a_batch_firebase_admin_refuses(fcm: LocalFcm) -> None:
+    """firebase-admin refuses a whole send_each_async call for one message it cannot encode; the rest still go."""
+    sender = AsyncFirebaseSender(fcm.credentials_file, base_url=fcm.url)
+    try:
+        results = sender.send([push("tok-1"), push(""), push("tok-3", data={"n": 1}), push("tok-4")])  # type: ignore[dict-item]
+        assert [r.outcome for r in results] == ["sent", "failed", "failed", "sent"]
+        assert all(r.reason and r.reason.startswith("INVALID_MESSAGE") for r in results[1:3])
+        assert sorted(m.target for m in fcm.received) == ["tok-1", "tok-4"]
+    finally:
+        sender.close()
+
+
+def test_a_sender_nobody_closed_exits_quietly(fcm: LocalFcm) -> None:
+    """A process whose owner never closed the async sender (a server shutdown that timed out) ends without
+    tracebacks from its loop or aiohttp's "Unclosed client session"."""
+    script = ("import sys\n"
+              "from mallfence.delivery.fcm import PushMessage\n"
+              "from mallfence.delivery.fcm_async import AsyncFirebaseSender\n"
+              "s = AsyncFirebaseSender(sys.argv[1], base_url=sys.argv[2])\n"
+              "print(s.send([PushMessage(token='tok-exit', title='a', body='b', data={})])[0].outcome)\n")
+    done = subprocess.run([sys.executable, "-c", script, fcm.credentials_file, fcm.url], capture_output=True,
+                          text=True, timeout=60)
+    assert (done.returncode, done.stdout.strip(), done.stderr) == (0, "sent", "")
+
+
 def test_message_token_still_deprecated_and_our_messages_warn_nothing() -> None:
     with pytest.warns(DeprecationWarning, match="fid"):
         messaging.Message(token="x")
@@ -292,8 +381,8 @@ def test_google_auth_would_call_google_without_our_guard(fcm: LocalFcm) -> None:
         service._client.close()
 
 
-def test_close_inside_a_running_event_loop(fcm: LocalFcm) -> None:
-    sender = FirebaseSender(fcm.credentials_file, base_url=fcm.url)
+def test_close_inside_a_running_event_loop(fcm: LocalFcm, make: type[Sender]) -> None:
+    sender = make(fcm.credentials_file, base_url=fcm.url)
     sender.send([push("tok-l")])
 
     async def shutdown() -> None:
@@ -305,7 +394,7 @@ def test_close_inside_a_running_event_loop(fcm: LocalFcm) -> None:
 
 
 # -- the local server on its own -----------------------------------------------------------------------------------
-def test_server_validates_like_fcm(fcm: LocalFcm, sender: FirebaseSender) -> None:
+def test_server_validates_like_fcm(fcm: LocalFcm, sender: Sender) -> None:
     sender.send([push("warm")])
     bearer = next(iter(fcm.issued_tokens))
     url = f"{fcm.url}/v1/projects/{fcm.project_id}/messages:send"
@@ -336,7 +425,7 @@ def test_server_validates_like_fcm(fcm: LocalFcm, sender: FirebaseSender) -> Non
         assert sender.send([push("gone")])[0].outcome == "sent"
 
 
-def test_server_records_are_thread_safe_to_read(fcm: LocalFcm, sender: FirebaseSender) -> None:
+def test_server_records_are_thread_safe_to_read(fcm: LocalFcm, sender: Sender) -> None:
     reads: list[int] = []
     stop = threading.Event()
 
@@ -378,7 +467,7 @@ def test_fit_payload_does_not_split_characters_made_of_several_code_points() -> 
     assert fit_payload("t", "b", {"k": "x" * 5000}) == ("", "", {"k": "x" * 5000})  # data alone too big
 
 
-def test_data_too_big_fails_locally(fcm: LocalFcm, sender: FirebaseSender) -> None:
+def test_data_too_big_fails_locally(fcm: LocalFcm, sender: Sender) -> None:
     assert sender.send([push("tok-h", data={"k": "x" * 5000})]) == [PushResult("tok-h", "failed", "PAYLOAD_TOO_LARGE")]
     assert fcm.received == []
 

@@ -263,8 +263,11 @@ class FirebaseSender:
         self._token_request.session.close()
 
 
-def _build(push: PushMessage) -> messaging.Message | PushResult:
-    """The firebase-admin Message for a PushMessage, or a "failed" result when it cannot be sent at all."""
+def _build(push: PushMessage, *, validate: bool = True) -> messaging.Message | PushResult:
+    """The firebase-admin Message for a PushMessage, or a "failed" result when it cannot be sent at all.
+
+    ``validate=False`` skips firebase-admin's own check (a full encode): for callers that handle its ValueError.
+    """
     data = {**push.data, "notification_id": push.ref} if push.ref else dict(push.data)
     try:
         title, body, data = fit_payload(push.title, push.body, data)
@@ -291,6 +294,8 @@ def _build(push: PushMessage) -> messaging.Message | PushResult:
     # process-global and not thread-safe (the dispatcher sends from worker threads), so set the public attribute the
     # encoder reads (_messaging_encoder.py:731) after construction. A test notices when a release changes this.
     message.token = push.token
+    if not validate:
+        return message
     try:
         str(message)  # firebase-admin's own validation (string data values, non-empty token), before any network
     except ValueError as exc:

@@ -273,13 +273,31 @@ class LocalFcmServer:
                               "received_at": m.received_at} for m in self.received])
 
 
-class LocalFcm(LocalFcmServer):
-    """``with LocalFcm() as fcm:`` — the local FCM served on 127.0.0.1 from a thread, with a service-account file."""
+def write_tls_files(folder: Path) -> str:
+    """A new CA (``ca.pem``, returned) and a certificate it signed for 127.0.0.1/localhost (``server.pem``: key too).
 
-    def __init__(self, project_id: str = "mallfence-local", port: int = 0) -> None:
+    trustme is a dev dependency (tests, bench): imported here, so the demo's plain-HTTP server does not need it.
+    """
+    import trustme
+
+    ca = trustme.CA(organization_name="mallfence local FCM")
+    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
+    ca.issue_cert("127.0.0.1", "localhost", "::1").private_key_and_cert_chain_pem.write_to_path(
+        str(folder / "server.pem"))
+    return str(folder / "ca.pem")
+
+
+class LocalFcm(LocalFcmServer):
+    """``with LocalFcm() as fcm:`` — the local FCM served on 127.0.0.1 from a thread, with a service-account file.
+
+    ``tls=True`` serves HTTPS, as FCM does, with a certificate from a CA made at start (``ca_file``: trust it).
+    """
+
+    def __init__(self, project_id: str = "mallfence-local", port: int = 0, *, tls: bool = False) -> None:
         super().__init__(project_id)
         self.port = port
-        self.url = self.credentials_file = ""
+        self.tls = tls
+        self.url = self.credentials_file = self.ca_file = ""
         self._uvicorn: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -297,9 +315,14 @@ class LocalFcm(LocalFcmServer):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", self.port))
         self.port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="mallfence-fcm-")
+            if self.tls:
+                self.ca_file = write_tls_files(Path(self._tmp.name))
+        self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+        tls = {"ssl_certfile": str(Path(self._tmp.name) / "server.pem")} if self.tls else {}
         self._uvicorn = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", access_log=False,
-                                                      lifespan="off", backlog=2048))
+                                                      lifespan="off", backlog=2048, **tls))
         self._thread = threading.Thread(target=self._uvicorn.run, kwargs={"sockets": [sock]}, daemon=True,
                                         name=f"local-fcm:{self.port}")
         self._thread.start()
@@ -323,14 +346,14 @@ class LocalFcm(LocalFcmServer):
         self.stop()
         if self._tmp is not None:
             self._tmp.cleanup()
-            self._tmp, self.credentials_file = None, ""
+            self._tmp, self.credentials_file, self.ca_file = None, "", ""
 
     def _write_credentials(self) -> None:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         email = f"firebase-adminsdk-local@{self.project_id}.iam.gserviceaccount.com"
         self.add_service_account(email, key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode())
-        self._tmp = tempfile.TemporaryDirectory(prefix="mallfence-fcm-")
+        assert self._tmp is not None
         path = Path(self._tmp.name) / "service-account.json"
         path.write_text(json.dumps({
             "type": "service_account", "project_id": self.project_id, "private_key_id": secrets.token_hex(20),

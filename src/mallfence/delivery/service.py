@@ -99,11 +99,13 @@ def send(session: Session, *, venue_id: int, data: schemas.NotificationIn, devic
 def acknowledge(session: Session, *, device_id: str, ids: Iterable[int]) -> int:
     """The app has shown these notifications: mark them delivered. Returns how many changed."""
     now = datetime.now(UTC)
-    rows = list(session.scalars(select(Notification).where(Notification.device_id == device_id,
-                                                           Notification.id.in_(list(ids)),
-                                                           Notification.status.in_(OPEN))))
+    # The write first (UPDATE ... RETURNING): on SQLite a transaction that reads, then writes fails with "database
+    # is locked" when another writer (the dispatcher) committed in between; its first write would wait instead.
+    rows = list(session.scalars(
+        update(Notification).where(Notification.device_id == device_id, Notification.id.in_(list(ids)),
+                                   Notification.status.in_(OPEN))
+        .values(status="delivered", delivered_at=now, next_attempt_at=now).returning(Notification)))
     for note in rows:
-        note.status, note.delivered_at, note.next_attempt_at = "delivered", now, now
         session.add(DeliveryAttempt(notification_id=note.id, channel=note.channel or "ws", outcome="acked", at=now))
     webhooks.enqueue_notification_outcomes(session, [(n, "notification.delivered") for n in rows])
     session.flush()
