@@ -103,3 +103,14 @@ def scan(beacons: list[dict[str, Any]], x: float, y: float, level: int, t: float
     if scan_id is not None:
         body["id"] = scan_id
     return body
+
+
+def add_devices(session: Any, venue_id: int, ids: list[str], token_hash: str = "x") -> None:
+    """Devices written straight to the database (each with its own shopper), for tests below the API."""
+    from mallfence.devices.models import Device, Shopper
+
+    session.add_all(Shopper(id=d, venue_id=venue_id) for d in ids)
+    session.flush()
+    session.add_all(Device(id=d, venue_id=venue_id, shopper_id=d, token_hash=f"{token_hash}{d}", platform="android")
+                    for d in ids)
+    session.flush()

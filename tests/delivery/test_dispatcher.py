@@ -14,8 +14,8 @@ from mallfence.delivery import service
 from mallfence.delivery.dispatcher import Dispatcher
 from mallfence.delivery.fcm import InMemorySender, PushMessage, PushResult
 from mallfence.delivery.models import DeliveryAttempt, Notification, PushToken
-from mallfence.devices.models import Device
 from mallfence.venues.models import Venue
+from tests.factories import add_devices
 
 
 @pytest.fixture
@@ -32,9 +32,7 @@ def _outbox(sessions: sessionmaker[Session], devices: int) -> list[int]:
         venue = Venue(slug="mall", name="Mall", timezone="UTC", anchor_lon=0.0, anchor_lat=0.0)
         s.add(venue)
         s.flush()
-        s.add_all(Device(id=f"d{i}", venue_id=venue.id, token_hash=f"x{i}", platform="android")
-                  for i in range(devices))
-        s.flush()
+        add_devices(s, venue.id, [f"d{i}" for i in range(devices)])
         s.add_all(PushToken(device_id=f"d{i}", token=f"t{i}", token_hash=f"h{i}", platform="android")
                   for i in range(devices))
         notes = [service.enqueue(s, venue_id=venue.id, device_id=f"d{i}", dedupe_key=f"k{i}", title="Sale",

@@ -17,8 +17,8 @@ from mallfence.delivery.dispatcher import Dispatcher, DispatchPolicy
 from mallfence.delivery.fcm import FirebaseSender
 from mallfence.delivery.fcm_local import LocalFcm
 from mallfence.delivery.models import Notification, PushToken
-from mallfence.devices.models import Device, Shopper
 from mallfence.venues.models import Venue
+from tests.factories import add_devices
 
 
 def _seed(url: str, count: int) -> list[int]:
@@ -29,10 +29,7 @@ def _seed(url: str, count: int) -> list[int]:
         venue = Venue(slug="mall", name="Mall", timezone="UTC", anchor_lon=0.0, anchor_lat=0.0)
         s.add(venue)
         s.flush()
-        s.add_all(Shopper(id=f"dev-{i:05d}", venue_id=venue.id) for i in range(count))
-        s.flush()
-        s.add_all(Device(id=f"dev-{i:05d}", venue_id=venue.id, shopper_id=f"dev-{i:05d}", token_hash="x",
-                         platform="android") for i in range(count))
+        add_devices(s, venue.id, [f"dev-{i:05d}" for i in range(count)])
         s.flush()
         s.add_all(PushToken(device_id=f"dev-{i:05d}", token=f"token-{i:05d}", token_hash=f"h{i}", platform="android")
                   for i in range(count))
