@@ -14,7 +14,7 @@ because consecutive fits share most of their readings. The track restarts on a f
 floor vote moved the device to other beacons), after ``RESET_S`` without a fix, when time runs
 backwards by more than a second, and whenever its numbers stop making sense.
 
-Pure scalar Python on a flat list of 16 floats (small in Redis, ~10 µs a step):
+Pure scalar Python on a flat list of 16 floats (small in Redis, a few µs a step):
 ``[t, level, x, y, vx, vy, Pxx, Pxy, Pyy, Pxvx, Pxvy, Pyvx, Pyvy, Pvxvx, Pvxvy, Pvyvy]``.
 Constants tuned on bench/beacons.py seed 1 (seeds 2 and 3 held out).
 """
@@ -27,7 +27,8 @@ from collections.abc import Sequence
 TRACK_LEN = 16
 SPEED_SD = 0.6  # m/s per axis, stationary: a 1.3 m/s walk is ~1.5 sd, standing is well inside
 TAU_S = 20.0  # velocity memory; 10-40 s measure the same, 5 s forgets a walk before it has learnt it
-RESET_S = 30.0  # beyond this the prediction is wider than the venue; up to it, it still helps (5 s scans: p90 -15 %)
+RESET_S = 30.0  # beyond, the prediction knows little (~11 m sd) and would carry a walk ~20 m; within, it helps
+#                 an app scanning every 5 s (bench --scan-s 5: p90 -15 % against restarting after 4 s)
 R_SCALE = 3.0  # consecutive fits share most readings (a 3-reading window): their errors are far from independent
 R_FLOOR_M = 0.5  # no fit is better than this, whatever its covariance says
 GATE = 3.0  # Mahalanobis^2 (2 dof) beyond which a fit counts for less, in proportion: Huber-like
