@@ -121,6 +121,12 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A session whose work commits together or not at all."""
+    """A session whose work commits together or not at all (on SQLite holding the write lock from the start)."""
     with factory() as session, session.begin():
+        conn = session.connection()
+        if conn.dialect.name == "sqlite":
+            # In WAL mode a transaction that has read, then writes, fails at once with "database is locked"
+            # when another writer committed since its read (SQLITE_BUSY_SNAPSHOT; waiting cannot help).
+            # Taking the write lock first makes a writer wait its turn (busy_timeout) instead of failing.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
         yield session

@@ -35,9 +35,9 @@ def _run(engine: Engine, step: Callable[[Config], None]) -> None:
         if sqlite:
             # SQLite alters a table by copying it and dropping the original; with foreign keys on, that drop
             # cascades into every referencing table (dropping devices would empty events). Off for the run
-            # (the pragma only takes outside a transaction), checked before the commit, on again after.
-            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
-            conn.commit()  # ends SQLAlchemy's autobegun transaction; the driver opened none for a pragma
+            # (the pragma only takes outside a transaction, hence the driver's own connection), checked
+            # before the commit, on again after.
+            conn.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
         try:
             with conn.begin():
                 cfg.attributes["connection"] = conn
@@ -46,8 +46,7 @@ def _run(engine: Engine, step: Callable[[Config], None]) -> None:
                     raise RuntimeError(f"migration left rows pointing at nothing: {broken[:5]}")
         finally:
             if sqlite:
-                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
-                conn.commit()
+                conn.connection.driver_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
 
 
 def revision(engine: Engine, message: str) -> None:
