@@ -15,6 +15,10 @@ from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from mallfence import errors, migrate
+from mallfence.commerce import inbound as commerce_inbound
+from mallfence.commerce.inbound_router import router as commerce_inbound_router
+from mallfence.commerce.router import devices as wishlist_router
+from mallfence.commerce.router import operators as commerce_router
 from mallfence.config import Settings
 from mallfence.db import make_engine, make_session_factory, transaction
 from mallfence.delivery import webhooks
@@ -64,11 +68,17 @@ def _purge_codes(rt: Runtime) -> int:
         return identity.purge_expired(session)
 
 
+def _purge_inbound(rt: Runtime) -> int:
+    with transaction(rt.sessions) as session:
+        return commerce_inbound.purge(session)
+
+
 async def _sweep(rt: Runtime) -> None:
-    """Close visits of devices that went silent and drop old identity codes, every ``presence_sweep_interval_s``."""
+    """Close visits of devices that went silent, drop old identity codes and inbound delivery ids, every
+    ``presence_sweep_interval_s``."""
     while True:
         await asyncio.sleep(rt.settings.presence_sweep_interval_s)
-        for task in (tracking_service.expire_silent, _purge_codes):
+        for task in (tracking_service.expire_silent, _purge_codes, _purge_inbound):
             try:
                 await run_in_threadpool(task, rt)
             except Exception:  # the next sweep retries; a sweep must never kill the server
@@ -155,4 +165,7 @@ def create_app(settings: Settings | None = None, *, fcm_sender: FcmSender | None
     app.include_router(push_router)
     app.include_router(notifications_router)
     app.include_router(webhooks_router)
+    app.include_router(commerce_router)
+    app.include_router(wishlist_router)
+    app.include_router(commerce_inbound_router)
     return app
