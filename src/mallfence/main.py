@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from mallfence import errors, migrate
 from mallfence.commerce import inbound as commerce_inbound
+from mallfence.commerce import listeners as commerce_listeners
 from mallfence.commerce.inbound_router import router as commerce_inbound_router
 from mallfence.commerce.router import devices as wishlist_router
 from mallfence.commerce.router import operators as commerce_router
@@ -60,7 +61,7 @@ def build_runtime(settings: Settings) -> Runtime:
     return Runtime(settings=settings, engine=engine, sessions=sessions, snapshots=snapshots,
                    states=shared.states, hub=Hub(replica_id=replica_id, bus=shared.bus, directory=shared.directory),
                    bus=shared.bus, replica_id=replica_id, closers=shared.closers,
-                   listeners=[webhooks.on_events])
+                   listeners=[webhooks.on_events, commerce_listeners.on_events])
 
 
 def _purge_codes(rt: Runtime) -> int:

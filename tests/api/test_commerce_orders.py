@@ -1,12 +1,18 @@
-"""Click-and-collect: orders from the operator API and the signed webhook, and the status machine."""
+"""Click-and-collect: orders from the operator API and the signed webhook, the status machine, arrivals at the
+pickup point (staff alerted with the customer card), collection only after staff scanned the shopper."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
-from tests.commerce_factories import build_mall, commerce_secret, post_signed
-from tests.factories import register
+from mallfence.db import transaction
+from mallfence.tracking.models import Event
+from tests.commerce_factories import build_mall, commerce_secret, hire, post_signed, product, scan_shopper, stock
+from tests.factories import fix, register
 
 
 @pytest.fixture
@@ -90,3 +96,85 @@ def test_the_commerce_system_sends_orders_signed(client: TestClient, mall: dict)
     r = post_signed(client, secret, "orders", {**body, "external_id": "WEB-10", "shopper_id": "ghost"})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["shopper_id"]
     assert client.post("/v1/venues/mall/inbound/orders", json=body).status_code == 401  # unsigned
+
+
+# -- arrival and collection ----------------------------------------------------------------------------------
+def _walk_to_pickup(client: TestClient, mall: dict, start: float = 0) -> list[dict]:
+    r = client.post(f"/v1/devices/{mall['device']}/positions", headers=mall["auth"], json={"fixes": [
+        fix(45, 33, start), fix(33, 33, start + 5), fix(33, 33, start + 10)]})
+    assert r.status_code == 200, r.text
+    return r.json()["events"]
+
+
+def test_arrival_alerts_the_store_and_collection_needs_a_scan(client: TestClient, mall: dict) -> None:
+    product(client, "BK-1", "Harbour Tales")
+    product(client, "TR-2", "Trail Runner 2")
+    stock(client, mall["books"], "BK-1", 2)
+    assert client.put(f"/v1/devices/{mall['device']}/wishlist/TR-2", headers=mall["auth"]).status_code == 201
+    ana, cy = hire(client, mall["books"]), hire(client, mall["shoes"], "Cy")
+    order = place(client, mall, pickup_zone="L0-PU-A", status="ready").json()
+    with client.websocket_connect("/v1/staff/stream", headers=ana["auth"]) as desk:
+        assert desk.receive_json()["type"] == "hello"
+        events = _walk_to_pickup(client, mall)
+        assert ("enter", mall["pickup_zone"]) in [(e["kind"], e["zone"]["id"]) for e in events]
+        alert = desk.receive_json()
+    assert (alert["type"], alert["kind"], alert["order"]["id"]) == ("alert", "order_arrival", order["id"])
+    card = alert["card"]
+    assert card["shopper"]["display_name"] == "Maja" and card["store"]["id"] == mall["books"]
+    assert [(o["external_id"], o["status"]) for o in card["orders"]] == [("WEB-1", "ready")]
+    assert [(w["sku"], w["stock"]) for w in card["wishlist"]] == [("TR-2", None)]  # Books has no record of it
+    arrived = client.get(f"/v1/venues/mall/orders/{order['id']}").json()["arrived_at"]
+    assert arrived is not None
+
+    collect = f"/v1/staff/orders/{order['id']}/collect"
+    r = client.post(collect, headers=ana["auth"])
+    assert r.status_code == 409 and "scan the shopper's identity code first" in r.json()["detail"]
+    scan_shopper(client, cy, mall["device"], mall["auth"])  # a scan at another store does not count
+    assert client.post(collect, headers=ana["auth"]).status_code == 409
+    r = client.post(collect, headers=cy["auth"])
+    assert r.status_code == 403 and "you work at store" in r.json()["detail"]
+    card = scan_shopper(client, ana, mall["device"], mall["auth"])
+    assert [o["id"] for o in card["orders"]] == [order["id"]]
+    r = client.post(collect, headers=ana["auth"])
+    assert r.status_code == 200, r.text
+    done = r.json()
+    assert done["status"] == "collected" and done["collected_by"] == ana["id"]
+    assert done["wait_s"] == pytest.approx((datetime.fromisoformat(done["collected_at"])
+                                            - datetime.fromisoformat(arrived)).total_seconds(), abs=0.1)
+    r = client.post(collect, headers=ana["auth"])
+    assert r.status_code == 409 and "already collected" in r.json()["detail"]
+    assert scan_shopper(client, ana, mall["device"], mall["auth"])["orders"] == []  # nothing pending any more
+    assert client.post("/v1/staff/orders/999/collect", headers=ana["auth"]).status_code == 404
+
+
+def test_a_scan_from_an_earlier_visit_does_not_allow_collection(client: TestClient, mall: dict) -> None:
+    ana = hire(client, mall["books"])
+    order = place(client, mall, status="ready").json()
+    scan_shopper(client, ana, mall["device"], mall["auth"])
+    rt = client.app.state.runtime  # type: ignore[attr-defined]
+    with transaction(rt.sessions) as s:  # the scan happened 11 minutes ago (server time; device clocks vary)
+        s.execute(update(Event).where(Event.kind == "staff_scan")
+                  .values(recorded_at=datetime.now(UTC) - timedelta(minutes=11)))
+    r = client.post(f"/v1/staff/orders/{order['id']}/collect", headers=ana["auth"])
+    assert r.status_code == 409 and "in the last 10 minutes" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("via", ["operator", "webhook"])
+def test_no_arrival_for_an_order_not_yet_ready_but_when_it_becomes_ready(client: TestClient, mall: dict,
+                                                                         via: str) -> None:
+    ana = hire(client, mall["books"])
+    order = place(client, mall, pickup_zone="L0-PU-A").json()
+    _walk_to_pickup(client, mall)  # waiting at the pickup point before the order is ready
+    assert client.get(f"/v1/venues/mall/orders/{order['id']}").json()["arrived_at"] is None
+    secret = commerce_secret(client)
+    with client.websocket_connect("/v1/staff/stream", headers=ana["auth"]) as desk:
+        assert desk.receive_json()["type"] == "hello"
+        if via == "operator":
+            r = client.patch(f"/v1/venues/mall/orders/{order['id']}", json={"status": "ready"})
+        else:
+            r = post_signed(client, secret, "orders", {"external_id": "WEB-1", "loyalty_id": "L-1001",
+                                                       "store_id": mall["books"], "status": "ready"})
+        assert r.status_code == 200 and r.json()["status"] == "ready"
+        alert = desk.receive_json()
+    assert alert["kind"] == "order_arrival" and alert["event_id"] is None and alert["order"]["id"] == order["id"]
+    assert client.get(f"/v1/venues/mall/orders/{order['id']}").json()["arrived_at"] is not None  # already there

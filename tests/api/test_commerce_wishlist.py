@@ -1,11 +1,12 @@
-"""Wishlists: the app saves SKUs for its shopper; every device of that shopper sees them."""
+"""Wishlists: the app saves SKUs for its shopper; every device of that shopper sees them; staff see them with
+the stock of their own store on the customer card."""
 
 from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.commerce_factories import build_mall, product, stock
+from tests.commerce_factories import build_mall, hire, product, scan_shopper, stock
 from tests.factories import register
 
 
@@ -44,3 +45,16 @@ def test_wishlist_refusals(client: TestClient, mall: dict) -> None:
     assert client.put(f"/v1/devices/{device}/wishlist/TR-2").status_code == 401
     assert client.get(f"/v1/devices/{device}/wishlist", headers={"Authorization": "Bearer nope"}).status_code == 401
     assert client.get(f"/v1/devices/{device}/wishlist", headers=auth).json() == []
+
+
+def test_staff_see_the_wishlist_with_their_own_stock(client: TestClient, mall: dict) -> None:
+    device, auth = register(client)
+    stock(client, mall["shoes"], "TR-2", 2)
+    for sku in ("TR-2", "BK-1"):
+        client.put(f"/v1/devices/{device}/wishlist/{sku}", headers=auth)
+    card = scan_shopper(client, hire(client, mall["shoes"]), device, auth)
+    assert [(w["sku"], w["stock"] and (w["stock"]["level"], w["stock"]["quantity"])) for w in card["wishlist"]] == [
+        ("BK-1", None), ("TR-2", ("low", 2))]
+    assert card["wishlist"][1]["image_url"] == "https://img.example/tr2.jpg"
+    card = scan_shopper(client, hire(client, mall["books"], "Bo"), device, auth)
+    assert [w["stock"] for w in card["wishlist"]] == [None, None]  # the bookshop holds neither

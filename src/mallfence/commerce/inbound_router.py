@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from mallfence.commerce import inbound, orders, purchases
+from mallfence.commerce import inbound, listeners, orders, purchases
 from mallfence.commerce import service as svc
 from mallfence.commerce.router import read_capped
 from mallfence.commerce.schemas import (
@@ -128,8 +128,14 @@ async def purchase(slug: str, request: Request) -> JSONResponse:
 async def order(slug: str, request: Request) -> JSONResponse:
     """An order as the commerce system knows it now (created 201, updated 200); status steps as in
     ``POST /v1/venues/{slug}/orders``."""
+    rt: Runtime = request.app.state.runtime
+
     def apply(s: Session, venue: Venue, data: OrderIn, after: After) -> tuple[int, BaseModel]:
+        prior = orders.status_of(s, venue=venue, external_id=data.external_id)
         written, created, changed = orders.upsert(s, venue=venue, data=data)
+        if written.status == "ready" and prior != "ready":
+            order_id = written.id
+            after.append(lambda: listeners.arrive_if_present(rt, order_id=order_id))
         return (201 if created else 200), OrderWritten(**orders.order_out(s, written).model_dump(), created=created,
                                                        changed=changed)
 

@@ -8,8 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from mallfence.commerce import nearby, orders, purchases, stock_csv, wishlists
+from mallfence.commerce import listeners, nearby, orders, purchases, stock_csv, wishlists
 from mallfence.commerce import service as svc
+from mallfence.commerce.models import Order
 from mallfence.commerce.schemas import (
     SKU_PATTERN,
     OrderIn,
@@ -125,12 +126,25 @@ def where_in_stock(slug: str, s: SessionDep, sku: Annotated[str, Query(pattern=S
 
 
 # -- orders ------------------------------------------------------------------------------------------------
+def _fresh(rt: Runtime, order_id: int) -> OrderOut:
+    with rt.sessions() as s:
+        order = s.get(Order, order_id)
+        assert order is not None
+        return orders.order_out(s, order)
+
+
 def write_order(rt: Runtime, slug: str, body: OrderIn) -> OrderWritten:
-    """Upsert an order (operator API and commerce webhook)."""
+    """Upsert an order from the operator API. An order that became ready while its shopper already stands at
+    the pickup point has arrived then."""
     def change(s, v):  # type: ignore[no-untyped-def]
+        prior = orders.status_of(s, venue=v, external_id=body.external_id)
         order, created, changed = orders.upsert(s, venue=v, data=body)
-        return OrderWritten(**orders.order_out(s, order).model_dump(), created=created, changed=changed)
-    return write_venue(rt, slug, change, rebuild=False)
+        out = OrderWritten(**orders.order_out(s, order).model_dump(), created=created, changed=changed)
+        return out, order.status == "ready" and prior != "ready"
+    written, became_ready = write_venue(rt, slug, change, rebuild=False)
+    if became_ready and listeners.arrive_if_present(rt, order_id=written.id):
+        written = OrderWritten(**_fresh(rt, written.id).model_dump(), created=written.created, changed=True)
+    return written
 
 
 @operators.post("/orders", response_model=OrderWritten)
@@ -159,9 +173,14 @@ def get_order(slug: str, order_id: int, s: SessionDep) -> OrderOut:
 def patch_order(slug: str, order_id: int, body: OrderUpdate, rt: RuntimeDep) -> OrderOut:
     """Change status (e.g. the store marks it ready), ready_by or the pickup zone."""
     def change(s, v):  # type: ignore[no-untyped-def]
-        order, _ = orders.update_order(s, venue=v, order=orders.get(s, venue=v, order_id=order_id), data=body)
-        return orders.order_out(s, order)
-    return write_venue(rt, slug, change, rebuild=False)
+        order = orders.get(s, venue=v, order_id=order_id)
+        prior = order.status
+        order, _ = orders.update_order(s, venue=v, order=order, data=body)
+        return orders.order_out(s, order), order.status == "ready" and prior != "ready"
+    out, became_ready = write_venue(rt, slug, change, rebuild=False)
+    if became_ready and listeners.arrive_if_present(rt, order_id=order_id):
+        out = _fresh(rt, order_id)
+    return out
 
 
 # -- purchases (read; the POS writes them through its webhook) ---------------------------------------------
