@@ -9,11 +9,12 @@ import shapely
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mallfence.commerce.nearby import FLOOR_CHANGE_M, Spot, rounded_m, walk_hint, walking_m
+from mallfence.commerce.nearby import FLOOR_CHANGE_M, Spot, rounded_m, walk_hint, walking_many
 from mallfence.commerce.orders import NEXT, check_transition
 from mallfence.commerce.purchases import from_minor, to_minor
 from mallfence.commerce.service import level_of
 from mallfence.errors import Conflict, Invalid
+from mallfence.spatial.projection import LocalProjection
 
 STATUSES = tuple(NEXT)
 ALLOWED = {("placed", "ready"), ("placed", "cancelled"), ("ready", "collected"), ("ready", "cancelled")}
@@ -56,10 +57,11 @@ def test_minor_units_round_trip(minor: int, currency: str) -> None:
 
 
 def test_walking_metres_add_a_walk_per_floor() -> None:
-    shop = shapely.box(10, 0, 20, 10)
-    assert walking_m(Spot(0, 5, 0), shop, 0) == 10
-    assert walking_m(Spot(15, 5, 2), shop, 0) == 2 * FLOOR_CHANGE_M  # straight above it
-    assert walking_m(Spot(0, 5, None), shop, 1) == 10  # floor unknown: no guess
+    proj = LocalProjection(10.159, 56.124)
+    shops = [proj.geometry_to_wgs84(shapely.box(10, 0, 20, 10)), None]
+    assert walking_many(Spot(0, 5, 0), shops, [0, 0], proj) == [pytest.approx(10), None]
+    assert walking_many(Spot(15, 5, 2), shops, [0, 0], proj)[0] == pytest.approx(2 * FLOOR_CHANGE_M)  # above it
+    assert walking_many(Spot(0, 5, None), shops, [1, 0], proj)[0] == pytest.approx(10)  # floor unknown: no guess
 
 
 @pytest.mark.parametrize(("metres", "says"), [

@@ -37,11 +37,24 @@ class Spot:
     floor: int | None
 
 
-def walking_m(spot: Spot, area_local: shapely.Geometry, level: int | None) -> float:
-    """Straight-line metres from ``spot`` to the area (0 inside), plus a walk per floor changed."""
-    flat = float(shapely.distance(shapely.Point(spot.x, spot.y), area_local))
-    floors = abs(spot.floor - level) if spot.floor is not None and level is not None else 0
-    return flat + floors * FLOOR_CHANGE_M
+def walking_many(spot: Spot, areas: list[shapely.Geometry | None], levels: list[int | None],
+                 proj: LocalProjection) -> list[float | None]:
+    """Metres from ``spot`` to each WGS84 area on its level: the straight line (0 inside) plus a walk per floor
+    changed; None for an unknown area. Projected and measured in one go: a venue has a few hundred stores,
+    and one shapely call per store would cost more than the query."""
+    present = [i for i, a in enumerate(areas) if a is not None]
+    out: list[float | None] = [None] * len(areas)
+    if not present:
+        return out
+    kx, ky = proj.metres_per_degree
+    local = shapely.transform(np.array([areas[i] for i in present]), lambda c: np.column_stack(
+        ((c[:, 0] - proj.lon0) * kx, (c[:, 1] - proj.lat0) * ky)))
+    flat = shapely.distance(shapely.Point(spot.x, spot.y), local)
+    for i, d in zip(present, flat.tolist(), strict=True):
+        level = levels[i]
+        floors = abs(spot.floor - level) if spot.floor is not None and level is not None else 0
+        out[i] = d + floors * FLOOR_CHANGE_M
+    return out
 
 
 def rounded_m(distance_m: float) -> int:
@@ -89,11 +102,12 @@ def where_in_stock(session: Session, *, venue: Venue, sku: str, lon: float | Non
         .outerjoin(Level, Level.id == Zone.level_id)
         .where(StockLevel.product_id == product.id)).all()
     proj = LocalProjection(venue.anchor_lon, venue.anchor_lat)
+    distances = walking_many(spot, [r.area for r in rows], [r.ordinal for r in rows], proj) \
+        if spot is not None else [None] * len(rows)
     places: list[StockPlace] = []
-    for level, quantity, updated_at, store_id, store_name, zone_id, area, ordinal, level_name in rows:
-        distance = None
-        if spot is not None and area is not None:
-            distance = round(walking_m(spot, proj.geometry_to_local(area), ordinal), 1)
+    for (level, quantity, updated_at, store_id, store_name, zone_id, _, ordinal, level_name), far in zip(
+            rows, distances, strict=True):
+        distance = round(far, 1) if far is not None else None
         places.append(StockPlace(
             store=StoreBrief(id=store_id, name=store_name, zone_id=zone_id, level=ordinal, level_name=level_name),
             level=level, quantity=quantity, updated_at=updated_at, distance_m=distance,

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from mallfence.commerce import orders, wishlists
 from mallfence.commerce.models import StockLevel, WishlistItem
-from mallfence.commerce.nearby import Spot, origin_spot, walk_hint, walking_m
+from mallfence.commerce.nearby import Spot, origin_spot, walk_hint, walking_many
 from mallfence.commerce.service import AVAILABLE
 from mallfence.engagement.candidates import PushCandidate
 from mallfence.errors import Invalid
@@ -41,7 +41,7 @@ class _Place:
     store: str
     level: int | None
     level_name: str | None
-    area: shapely.Geometry | None  # local metres
+    area: shapely.Geometry | None  # WGS84
 
 
 def candidates(batch: EventBatch) -> list[PushCandidate]:
@@ -76,13 +76,11 @@ def _places(session: Session, venue: Venue, product_ids: Sequence[int],
                     StockLevel.level.in_(AVAILABLE)))
     if store_id is not None:
         query = query.where(StockLevel.store_id == store_id)
-    proj = LocalProjection(venue.anchor_lon, venue.anchor_lat)
     places: dict[int, _Place] = {}
     out = []
     for row, name, area, ordinal, level_name in session.execute(query).unique():
         if row.store_id not in places:
-            places[row.store_id] = _Place(row.store_id, name, ordinal, level_name,
-                                          proj.geometry_to_local(area) if area is not None else None)
+            places[row.store_id] = _Place(row.store_id, name, ordinal, level_name, area)
         out.append((row, places[row.store_id]))
     return out
 
@@ -106,9 +104,15 @@ def _in_stock(session: Session, venue: Venue, shopper_id: str, saved: list[Wishl
     if not saved:
         return []
     spot = _where(session, venue, event)
+    found = _places(session, venue, [s.product_id for s in saved])
+    stores = list({place.store_id: place for _, place in found}.values())
+    far = dict(zip([p.store_id for p in stores], walking_many(
+        spot, [p.area for p in stores], [p.level for p in stores], LocalProjection(venue.anchor_lon, venue.anchor_lat)),
+        strict=True)) if spot is not None else {}
     best: dict[int, tuple[float, StockLevel, _Place]] = {}
-    for row, place in _places(session, venue, [s.product_id for s in saved]):
-        distance = walking_m(spot, place.area, place.level) if spot is not None and place.area is not None else 1e9
+    for row, place in found:
+        distance = far.get(place.store_id)
+        distance = 1e9 if distance is None else distance  # no position or no zone: after every known one
         if row.product_id not in best or (distance, place.store) < (best[row.product_id][0],
                                                                      best[row.product_id][2].store):
             best[row.product_id] = (distance, row, place)

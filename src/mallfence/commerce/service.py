@@ -3,10 +3,11 @@ session first."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mallfence.commerce import lookup
@@ -123,15 +124,19 @@ def list_store_stock(session: Session, *, venue: Venue, store_id: int, level: st
 
 
 def rows_for(session: Session, *, pairs: Iterable[tuple[int, int]]) -> dict[tuple[int, int], StockLevel]:
-    """Existing stock rows by (store_id, product_id), locked for this transaction (PostgreSQL), in id order
-    so two feeds touching the same rows cannot deadlock."""
-    wanted = sorted(set(pairs))
+    """Existing stock rows by (store_id, product_id), locked for this transaction (PostgreSQL). Asked per
+    store (the unique index leads with store_id: SQLite does not use it for a row-value IN), stores and
+    rows in a fixed order, so two feeds touching the same rows cannot deadlock."""
+    by_store: dict[int, list[int]] = defaultdict(list)
+    for store_id, product_id in sorted(set(pairs)):
+        by_store[store_id].append(product_id)
     out: dict[tuple[int, int], StockLevel] = {}
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start:start + 500]
-        rows = session.scalars(select(StockLevel).where(tuple_(StockLevel.store_id, StockLevel.product_id).in_(chunk))
-                               .order_by(StockLevel.id).with_for_update(of=StockLevel)).unique()
-        out.update(((r.store_id, r.product_id), r) for r in rows)
+    for store_id, product_ids in by_store.items():
+        for start in range(0, len(product_ids), 500):
+            rows = session.scalars(select(StockLevel).where(
+                StockLevel.store_id == store_id, StockLevel.product_id.in_(product_ids[start:start + 500]))
+                .order_by(StockLevel.product_id).with_for_update(of=StockLevel)).unique()
+            out.update(((r.store_id, r.product_id), r) for r in rows)
     return out
 
 
@@ -177,8 +182,10 @@ def out_of_stock(session: Session, *, store_id: int, skus: Iterable[str]) -> set
     wanted = sorted(set(skus))
     if not wanted:
         return set()
+    venue_id = select(Store.venue_id).where(Store.id == store_id).scalar_subquery()  # SKUs are unique per venue
     return set(session.scalars(select(Product.sku).join(StockLevel, StockLevel.product_id == Product.id).where(
-        StockLevel.store_id == store_id, StockLevel.level == "out", Product.sku.in_(wanted))))
+        Product.venue_id == venue_id, Product.sku.in_(wanted), StockLevel.store_id == store_id,
+        StockLevel.level == "out")))
 
 
 def stores_in_stock(session: Session, *, product_ids: Sequence[int]) -> dict[int, int]:
