@@ -174,3 +174,25 @@ def test_a_stock_csv_with_bad_rows_stores_nothing_and_names_every_line(client: T
 def test_stock_csv_refusals(client: TestClient, mall: dict, text: str, ctype: str, says: str) -> None:
     r = client.post("/v1/venues/mall/stock/import", content=text.encode(), headers={"Content-Type": ctype})
     assert r.status_code == 422 and says in r.text, r.text
+
+
+def test_ids_and_text_a_database_cannot_hold_are_refused_not_a_500(client: TestClient, mall: dict) -> None:
+    """PostgreSQL integers end at 2^31 - 1 and its text cannot hold NUL: such input is a 422 naming it."""
+    product(client, "A")
+    big = 2**31
+    for method, url, kwargs, loc in [
+        ("get", f"/v1/venues/mall/orders/{big}", {}, ["path", "order_id"]),
+        ("put", f"/v1/venues/mall/stores/{big}/stock/A", {"json": {"quantity": 1}}, ["path", "store_id"]),
+        ("get", "/v1/venues/mall/orders", {"params": {"store_id": big}}, ["query", "store_id"]),
+        ("post", "/v1/venues/mall/orders", {"json": {"external_id": "x", "loyalty_id": "L", "store_id": mall["books"],
+                                                     "pickup_zone_id": big}}, ["body", "pickup_zone_id"]),
+        ("put", "/v1/venues/mall/products/A", {"json": {"name": "a\u0000b"}}, ["body"]),
+        ("put", "/v1/venues/mall/products/A%00", {"json": {"name": "ab"}}, ["path", "sku"]),
+        ("get", "/v1/venues/mall/products", {"params": {"q": "a\x00"}}, ["query", "q"]),
+        ("get", "/v1/venues/mall/shoppers/a%00b/purchases", {}, ["path", "shopper_id"]),
+        ("post", "/v1/venues/mall/stock/import", {"content": b"sku,store_id,quantity\nA\x00,1,2\n",
+                                                  "headers": {"Content-Type": "text/csv"}}, ["csv", "line 2"]),
+    ]:
+        r = getattr(client, method)(url, **kwargs)
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == loc, (url, r.text)
+    assert client.get("/v1/venues/mall/products/A").json()["name"] == "Product A"

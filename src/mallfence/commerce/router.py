@@ -12,6 +12,8 @@ from mallfence.commerce import listeners, nearby, orders, purchases, stock_csv, 
 from mallfence.commerce import service as svc
 from mallfence.commerce.models import Order
 from mallfence.commerce.schemas import (
+    DB_ID_MAX,
+    NO_NUL,
     SKU_PATTERN,
     OrderIn,
     OrderOut,
@@ -39,6 +41,7 @@ operators = APIRouter(prefix="/v1/venues/{slug}", tags=["commerce"])
 devices = APIRouter(prefix="/v1/devices", tags=["wishlists"])
 
 SkuPath = Annotated[str, Path(pattern=SKU_PATTERN)]
+IdPath = Annotated[int, Path(ge=1, le=DB_ID_MAX)]
 MAX_CSV_BYTES = 10 * 1024 * 1024
 _CSV_BODY = {"requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}, "example":
              "sku,store_id,quantity,low_threshold,name\nTR-2-42,12,7,2,Trail Runner 2 (42)\n"}}}}
@@ -64,8 +67,9 @@ def put_product(slug: str, sku: SkuPath, body: ProductIn, rt: RuntimeDep, respon
 
 
 @operators.get("/products", response_model=list[ProductOut])
-def list_products(slug: str, s: SessionDep, after: Annotated[str | None, Query(description="last SKU seen")] = None,
-                  q: Annotated[str | None, Query(max_length=100)] = None,
+def list_products(slug: str, s: SessionDep,
+                  after: Annotated[str | None, Query(pattern=SKU_PATTERN, description="last SKU seen")] = None,
+                  q: Annotated[str | None, Query(max_length=100, pattern=NO_NUL)] = None,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[ProductOut]:
     """The catalog by SKU, a page at a time; ``q`` searches names and brands."""
     venue = venue_service.get_venue(s, slug=slug)
@@ -87,14 +91,14 @@ def delete_product(slug: str, sku: SkuPath, rt: RuntimeDep) -> Response:
 
 # -- stock -----------------------------------------------------------------------------------------------
 @operators.put("/stores/{store_id}/stock/{sku}", response_model=StockOut)
-def put_stock(slug: str, store_id: int, sku: SkuPath, body: StockIn, rt: RuntimeDep) -> StockOut:
+def put_stock(slug: str, store_id: IdPath, sku: SkuPath, body: StockIn, rt: RuntimeDep) -> StockOut:
     """The store's count of a catalogued SKU now."""
     return write_venue(rt, slug, lambda s, v: svc.stock_out(svc.set_stock(s, venue=v, store_id=store_id, sku=sku,
                                                                           data=body)), rebuild=False)
 
 
 @operators.get("/stores/{store_id}/stock", response_model=list[StockOut])
-def list_stock(slug: str, store_id: int, s: SessionDep, level: StockLevelName | None = None) -> list[StockOut]:
+def list_stock(slug: str, store_id: IdPath, s: SessionDep, level: StockLevelName | None = None) -> list[StockOut]:
     venue = venue_service.get_venue(s, slug=slug)
     return [svc.stock_out(r) for r in svc.list_store_stock(s, venue=venue, store_id=store_id, level=level)]
 
@@ -157,20 +161,22 @@ def post_order(slug: str, body: OrderIn, rt: RuntimeDep, response: Response) -> 
 
 
 @operators.get("/orders", response_model=list[OrderOut])
-def list_orders(slug: str, s: SessionDep, status: OrderStatus | None = None, store_id: int | None = None,
-                shopper_id: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[OrderOut]:
+def list_orders(slug: str, s: SessionDep, status: OrderStatus | None = None,
+                store_id: Annotated[int | None, Query(ge=1, le=DB_ID_MAX)] = None,
+                shopper_id: Annotated[str | None, Query(max_length=36, pattern=NO_NUL)] = None,
+                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[OrderOut]:
     venue = venue_service.get_venue(s, slug=slug)
     return [orders.order_out(s, o) for o in orders.list_orders(s, venue=venue, status=status, store_id=store_id,
                                                                shopper_id=shopper_id, limit=limit)]
 
 
 @operators.get("/orders/{order_id}", response_model=OrderOut)
-def get_order(slug: str, order_id: int, s: SessionDep) -> OrderOut:
+def get_order(slug: str, order_id: IdPath, s: SessionDep) -> OrderOut:
     return orders.order_out(s, orders.get(s, venue=venue_service.get_venue(s, slug=slug), order_id=order_id))
 
 
 @operators.patch("/orders/{order_id}", response_model=OrderOut)
-def patch_order(slug: str, order_id: int, body: OrderUpdate, rt: RuntimeDep) -> OrderOut:
+def patch_order(slug: str, order_id: IdPath, body: OrderUpdate, rt: RuntimeDep) -> OrderOut:
     """Change status (e.g. the store marks it ready), ready_by or the pickup zone."""
     def change(s, v):  # type: ignore[no-untyped-def]
         order = orders.get(s, venue=v, order_id=order_id)
@@ -185,8 +191,8 @@ def patch_order(slug: str, order_id: int, body: OrderUpdate, rt: RuntimeDep) -> 
 
 # -- purchases (read; the POS writes them through its webhook) ---------------------------------------------
 @operators.get("/shoppers/{shopper_id}/purchases", response_model=list[PurchaseOut])
-def shopper_purchases(slug: str, shopper_id: str, s: SessionDep, since: datetime | None = None,
-                      until: datetime | None = None) -> list[PurchaseOut]:
+def shopper_purchases(slug: str, shopper_id: Annotated[str, Path(max_length=36, pattern=NO_NUL)], s: SessionDep,
+                      since: datetime | None = None, until: datetime | None = None) -> list[PurchaseOut]:
     """The shopper's purchases with since <= purchased_at < until, oldest first."""
     for name, value in (("since", since), ("until", until)):
         if value is not None and value.tzinfo is None:

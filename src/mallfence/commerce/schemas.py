@@ -12,12 +12,34 @@ from mallfence.staff.schemas import ShopperRef, StoreRef
 from mallfence.tracking.schemas import ZoneRef
 from mallfence.venues.schemas import Strict
 
-# No whitespace (CSV cells, log lines) and no "/" (a SKU is a path segment: /products/{sku}).
-SKU_PATTERN = r"^[^\s/]{1,64}$"
+# No whitespace (CSV cells, log lines), no control characters, no "/" (a SKU is a path segment).
+SKU_PATTERN = r"^[^\s/\x00-\x1f\x7f]{1,64}$"
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL: refused as input, never a 500
+DB_ID_MAX = 2_147_483_647  # PostgreSQL integer: a larger id names nothing and must not reach the database
+DbId = Annotated[int, Field(ge=1, le=DB_ID_MAX)]
 Sku = Annotated[str, Field(pattern=SKU_PATTERN, description="the product's SKU as the stores' systems know it")]
 StockLevelName = Literal["in_stock", "low", "out"]
 OrderStatus = Literal["placed", "ready", "collected", "cancelled"]
 MAX_QUANTITY = 10_000_000
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    return isinstance(value, list) and any(_has_nul(v) for v in value)
+
+
+class In(Strict):
+    """What commerce reads from a request body."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        if _has_nul(data):
+            raise ValueError("text must not contain NUL (\\u0000) characters")
+        return data
 
 
 def exactly_one(model: BaseModel, *names: str) -> None:
@@ -27,7 +49,7 @@ def exactly_one(model: BaseModel, *names: str) -> None:
 
 
 # -- products and stock -------------------------------------------------------------------------------
-class ProductIn(Strict):
+class ProductIn(In):
     name: str = Field(min_length=1, max_length=200)
     brand: str | None = Field(None, min_length=1, max_length=100)
     image_url: str | None = Field(None, max_length=2048, pattern=r"^https?://\S+$")
@@ -42,7 +64,7 @@ class ProductOut(BaseModel):
     updated_at: datetime
 
 
-class StockIn(Strict):
+class StockIn(In):
     quantity: int = Field(ge=0, le=MAX_QUANTITY)
     low_threshold: int | None = Field(None, ge=0, le=MAX_QUANTITY, description="at or below it the level is 'low'; "
                                       "default: the current one, or 3 for a new row")
@@ -66,10 +88,10 @@ class StockImportSummary(BaseModel):
     products_updated: int
 
 
-class StoreChoice(Strict):
+class StoreChoice(In):
     """A store named by mallfence id, or by the external id of its zone (portable between installations)."""
 
-    store_id: int | None = None
+    store_id: DbId | None = None
     store: str | None = Field(None, min_length=1, max_length=128, description="external_id of the store's zone")
 
 
@@ -87,7 +109,7 @@ class StockChange(StoreChoice):
         return self
 
 
-class InventoryFeed(Strict):
+class InventoryFeed(In):
     changes: list[StockChange] = Field(min_length=1, max_length=5000)
 
 
@@ -140,13 +162,13 @@ class WishlistItemOut(BaseModel):
 
 
 # -- orders -----------------------------------------------------------------------------------------------
-class OrderItem(Strict):
+class OrderItem(In):
     sku: Sku
     qty: int = Field(ge=1, le=9999)
     name: str | None = Field(None, max_length=200)
 
 
-class ShopperChoice(Strict):
+class ShopperChoice(In):
     shopper_id: str | None = Field(None, min_length=1, max_length=36)
     loyalty_id: str | None = Field(None, min_length=1, max_length=64, description="Shopper.loyalty_id")
 
@@ -156,7 +178,7 @@ class OrderIn(ShopperChoice, StoreChoice):
     ready_by) after. The shopper and the store of an order never change."""
 
     external_id: str = Field(min_length=1, max_length=128, description="the commerce system's order number")
-    pickup_zone_id: int | None = Field(None, description="where the shopper collects; default: the store's zone")
+    pickup_zone_id: DbId | None = Field(None, description="where the shopper collects; default: the store's zone")
     pickup_zone: str | None = Field(None, min_length=1, max_length=128, description="...or by zone external_id")
     status: OrderStatus = "placed"
     ready_by: AwareDatetime | None = None
@@ -172,10 +194,10 @@ class OrderIn(ShopperChoice, StoreChoice):
         return self
 
 
-class OrderUpdate(Strict):
+class OrderUpdate(In):
     status: OrderStatus | None = None
     ready_by: AwareDatetime | None = None
-    pickup_zone_id: int | None = None
+    pickup_zone_id: DbId | None = None
 
 
 class OrderOut(BaseModel):
@@ -202,7 +224,7 @@ class OrderWritten(OrderOut):
 
 
 # -- purchases --------------------------------------------------------------------------------------------
-class PurchaseItem(Strict):
+class PurchaseItem(In):
     sku: str = Field(min_length=1, max_length=64, description="need not be in the catalog (coffee, gift wrap)")
     qty: int = Field(ge=1, le=100_000)
     price: Decimal = Field(ge=0, le=Decimal("1e12"), description="unit price, in currency units")

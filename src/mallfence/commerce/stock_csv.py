@@ -74,11 +74,17 @@ def _count(value: str, loc: tuple[str, ...], issues: list[Issue]) -> int | None:
 def parse(session: Session, *, venue: Venue, text: str) -> tuple[list[Row], bool]:
     """The file's rows resolved against the venue (stores, catalog); every bad row reported at once.
     (rows, whether the file carries names)."""
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise Invalid(Issue(("csv", f"line {line}"), "contains a NUL character: not a text CSV file"))
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")), skipinitialspace=True)
     header = _header(reader)
     named = "name" in header
     stores = lookup.stores(session, venue=venue)
-    raw_rows = list(reader)
+    try:
+        raw_rows = list(reader)
+    except csv.Error as exc:  # e.g. a quote never closed
+        raise Invalid(Issue(("csv", f"line {reader.line_num}"), f"not readable as CSV: {exc}")) from None
     if len(raw_rows) > MAX_ROWS:
         raise Invalid(Issue(("csv",), f"{len(raw_rows)} rows is more than the limit of {MAX_ROWS}: split the file"))
     catalog = lookup.products(session, venue_id=venue.id,

@@ -8,12 +8,12 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Response, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, Header, Path, Query, Response, WebSocket, WebSocketDisconnect
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from mallfence.commerce import orders as commerce_orders
-from mallfence.commerce.schemas import OrderOut
+from mallfence.commerce.schemas import DB_ID_MAX, OrderOut
 from mallfence.db import transaction
 from mallfence.deps import CurrentDevice, RuntimeDep, SessionDep, bearer_token, write_venue
 from mallfence.devices.models import Device
@@ -173,7 +173,8 @@ def recent_scans(member: CurrentStaff, s: SessionDep,
 
 
 @staff.post("/orders/{order_id}/collect", response_model=OrderOut)
-def collect_order(order_id: int, member: CurrentStaff, rt: RuntimeDep) -> OrderOut:
+def collect_order(order_id: Annotated[int, Path(ge=1, le=DB_ID_MAX)], member: CurrentStaff,
+                  rt: RuntimeDep) -> OrderOut:
     """Hand a ready click-and-collect order over: only after staff of its store scanned the shopper's identity
     code (``POST /v1/staff/scans``) in the last 10 minutes; 409 saying what is missing otherwise."""
     with transaction(rt.sessions) as s:
