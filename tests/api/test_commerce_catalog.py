@@ -71,7 +71,7 @@ def test_out_of_stock_names_only_skus_known_to_be_out(client: TestClient, mall: 
         stock(client, mall["shoes"], sku, quantity)
     product(client, "D")  # carried nowhere: no feed is not the same as none left
     with client.app.state.runtime.sessions() as s:  # type: ignore[attr-defined]
-        assert service.out_of_stock(s, store_id=mall["shoes"], skus=["A", "B", "C", "D", "E"]) == {"A"}
+        assert service.out_of_stock(s, mall["shoes"], ["A", "B", "C", "D", "E"]) == {"A"}
         assert service.out_of_stock(s, store_id=mall["books"], skus=["A"]) == set()
 
 

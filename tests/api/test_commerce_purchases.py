@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
@@ -50,6 +51,12 @@ def test_a_purchase_is_stored_once_and_read_back_by_period(client: TestClient, m
         got = purchases.purchases_of(s, shopper_id=mall["shopper"], since=datetime.now(UTC) - timedelta(days=30),
                                      until=datetime.now(UTC))
         assert [(p.external_id, p.amount_minor, p.currency) for p in got] == [("R-2", 1250, "JPY")]
+        london = ZoneInfo("Europe/London")  # the test venue's calendar: what segments count days in
+        expected = [(datetime.fromisoformat(p["purchased_at"]).astimezone(london).date(), float(p["amount"]))
+                    for p in client.get(url).json()]
+        today = datetime.now(london).date()
+        assert purchases.spend(s, mall["shopper"], today) == expected and expected[0][1] == 49.9
+        assert purchases.spend(s, mall["shopper"], today, 30) == expected[1:]
 
 
 @pytest.mark.parametrize(("fields", "loc", "says"), [

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session
 from mallfence.commerce import lookup
 from mallfence.commerce.models import Purchase
 from mallfence.commerce.schemas import PurchaseIn, PurchaseOut
+from mallfence.devices.models import Shopper
 from mallfence.errors import Conflict, Invalid, Issue
 from mallfence.venues.models import Venue
 
@@ -18,6 +20,7 @@ from mallfence.venues.models import Venue
 _EXPONENT = {**dict.fromkeys(("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI",
                               "VND", "VUV", "XAF", "XOF", "XPF"), 0),
              **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3)}
+SPEND_DAYS = 400  # as far back as segments read visits
 MAX_FUTURE_S = 300.0  # a POS clock further ahead than this is broken; the sale would sort wrongly
 
 
@@ -85,6 +88,25 @@ def purchases_of(session: Session, *, shopper_id: str, since: datetime | None = 
     if until is not None:
         query = query.where(Purchase.purchased_at < until)
     return list(session.scalars(query.order_by(Purchase.purchased_at, Purchase.id)))
+
+
+def amount(purchase: Purchase) -> Decimal:
+    """What was paid, in currency units, exactly."""
+    return Decimal(purchase.amount_minor).scaleb(-exponent(purchase.currency))
+
+
+def spend(session: Session, shopper_id: str, today: date, days: int = SPEND_DAYS) -> list[tuple[date, float]]:
+    """(venue-local day, amount in currency units) of the shopper's purchases from ``days`` before ``today``
+    to its end: what segments weigh (high value). Positional, as ``engagement.decide.segment_of`` calls it.
+    A venue trades in one currency; amounts are not converted."""
+    venue = session.scalar(select(Venue).join(Shopper, Shopper.venue_id == Venue.id).where(Shopper.id == shopper_id))
+    if venue is None:
+        return []
+    tz = ZoneInfo(venue.timezone)
+    since = datetime.combine(today - timedelta(days=days), time.min, tz)
+    until = datetime.combine(today + timedelta(days=1), time.min, tz)
+    return [(p.purchased_at.astimezone(tz).date(), float(amount(p)))
+            for p in purchases_of(session, shopper_id=shopper_id, since=since, until=until)]
 
 
 def purchase_out(purchase: Purchase) -> PurchaseOut:

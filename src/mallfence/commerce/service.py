@@ -176,9 +176,10 @@ def apply_changes(session: Session, *, venue: Venue, changes: Sequence[StockChan
     return InventoryApplied(applied=len(changes), clamped=clamped, levels=[stock_out(rows[k]) for k in touched])
 
 
-def out_of_stock(session: Session, *, store_id: int, skus: Iterable[str]) -> set[str]:
+def out_of_stock(session: Session, store_id: int, skus: Iterable[str]) -> set[str]:
     """The SKUs among ``skus`` that ``store_id`` is known to be out of (a row at 0). A SKU without a stock
-    row at that store is not reported: no feed is not the same as none left."""
+    row at that store is not reported: no feed is not the same as none left. Positional, unlike the other
+    services: the decision engine calls it through ``Runtime.out_of_stock(session, store_id, skus)``."""
     wanted = sorted(set(skus))
     if not wanted:
         return set()
