@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     walk.add_argument("--scan-qr", action="store_true", help="shoppers scan the venue's QR codes where they linger")
     walk.add_argument("--staff-token", action="append", default=[], metavar="TOKEN",
                       help="a staff app at its store: shoppers entering it show their identity code (repeatable)")
+    walk.add_argument("--commerce", action="store_true",
+                      help="a small catalog with stock, wishlists, and ready orders collected at the staff desks")
     walk.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
 
     staff = sub.add_parser("staff", help="a staff app: scan a shopper's identity code, or watch store alerts")
@@ -121,13 +123,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"[{time.monotonic() - t0:7.1f}s] {shopper:<12} shows its code; staff see: {format_card(body)}",
                   flush=True)
 
+    def order(shopper: str, body: dict) -> None:
+        if not args.quiet:
+            print(f"[{time.monotonic() - t0:7.1f}s] {shopper:<12} collects order {body['external_id']} at "
+                  f"{body['store']['name']} (waited {body['wait_s'] if body['wait_s'] is not None else '?'} s)",
+                  flush=True)
+
     try:
         summary = asyncio.run(run_shoppers(
             args.server, args.venue, shoppers=args.shoppers, speedup=args.speedup, seed=args.seed,
             transport=args.transport, on_event=show, venue_file=args.venue_file,
             max_duration_s=args.duration, sample_interval_s=args.interval, batch_s=args.batch,
             locator=args.locator, beacons_file=args.beacons_file, scan_qr=args.scan_qr,
-            staff_tokens=tuple(args.staff_token), on_card=card,
+            staff_tokens=tuple(args.staff_token), on_card=card, commerce=args.commerce, on_order=order,
         ))
     except StubError as exc:
         print(f"mobile-stub: {exc}", file=sys.stderr)

@@ -7,7 +7,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -68,6 +68,7 @@ class Shopper:
         background: tuple[float, float] | None = None,
         locator: str = "gps",
         consent: dict[str, Any] | None = None,
+        on_registered: Callable[[Shopper], Awaitable[None]] | None = None,
     ):
         self.name, self.fixes, self.http, self.clock = name, fixes, http, clock
         self.server = server_url.rstrip("/")
@@ -85,6 +86,7 @@ class Shopper:
         # (simulated start, seconds): the app is in the background then; pushes must come through FCM
         self.background = background
         self.seen_pushes: set[int] = set()  # delivery is at least once: show each notification once
+        self.on_registered = on_registered  # what the user sets up before walking (wishlist, orders)
 
     def _error(self, message: str) -> None:
         log.warning("%s: %s", self.name, message)
@@ -126,6 +128,8 @@ class Shopper:
             await self._register_push_token()
             if self.consent is not None:
                 await self._report_consent()
+            if self.on_registered is not None:
+                await self.on_registered(self)
             return
 
     @property

@@ -6,7 +6,7 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import shapely
 
 from mallfence.spatial.beacons import BeaconMap, beacons_from_geojson
 from mobile_stub.clock import Clock, Fix
+from mobile_stub.commerce import Commerce, CommerceSetupError, desk_on_the_way
 from mobile_stub.noise import add_noise
 from mobile_stub.radio import Radio
 from mobile_stub.shopper import Shopper, ShopperFailed
@@ -135,6 +136,14 @@ def _background(i: int, every: int, start: float, walk: list[Sample]) -> tuple[f
     return start + 0.4 * walk[-1].t_offset_s, 240.0
 
 
+def _preparer(shop: Commerce | None, desk: StaffDesk | None,
+              seed: int) -> Callable[[Shopper], Awaitable[None]] | None:
+    """The shopper's set-up after registering: wishlist, and an order waiting at ``desk``."""
+    if shop is None:
+        return None
+    return lambda shopper: shop.prepare(shopper, desk, seed)
+
+
 async def _check_server(http: httpx.AsyncClient, server: str) -> None:
     try:
         resp = await http.get(f"{server}/healthz")
@@ -164,12 +173,17 @@ async def run_shoppers(
     scan_qr: bool = False,
     staff_tokens: tuple[str, ...] = (),
     on_card: Callable[[str, dict[str, Any]], None] | None = None,
+    commerce: bool = False,
+    on_order: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> RunSummary:
     """Walk simulated shoppers through a venue against a server and return the run's totals.
 
     ``locator``: gps (noisy fixes), beacons (scans heard through mobile_stub.radio), or mixed.
     ``scan_qr``: shoppers scan QR codes where they linger. ``staff_tokens``: staff apps at their stores;
     a shopper entering such a store shows its identity code, staff scan it and ``on_card`` gets the card.
+    ``commerce``: a small catalog with stock, a wishlist per shopper, and for every second shopper whose walk
+    passes a staffed store a ready click-and-collect order there, handed over when staff scan them
+    (``on_order`` gets the collected order).
     """
     # StubError only when the run cannot start; a shopper's own failure is counted in the summary.
     # max_duration_s is wall-clock seconds: what a person watching the demo can relate to.
@@ -204,6 +218,12 @@ async def run_shoppers(
                 raise StubError(str(exc)) from exc
             if desk.zone_id is not None:
                 desks[desk.zone_id] = desk
+        shop = None
+        if commerce:
+            try:
+                shop = await Commerce(http, server, slug, random.Random(seed * 7907)).start()
+            except (CommerceSetupError, httpx.HTTPError) as exc:
+                raise StubError(f"cannot set up commerce: {exc}") from exc
         rng = random.Random(seed)
         starts = list(np.cumsum([0.0] + [rng.uniform(*STAGGER_S) for _ in range(shoppers - 1)]))
         span = max(s + w[-1].t_offset_s for s, w in zip(starts, walks, strict=True))
@@ -222,6 +242,14 @@ async def run_shoppers(
             shopper.stats.cards += 1
             if on_card is not None:
                 on_card(shopper.name, card)
+            if shop is not None:
+                try:
+                    order = await shop.hand_over(shopper, desk, card)
+                except (StaffError, httpx.HTTPError) as exc:
+                    shopper._error(f"order hand-over failed: {exc}")
+                    return
+                if order is not None and on_order is not None:
+                    on_order(shopper.name, order)
 
         def events_for(shopper_box: list[Shopper]) -> Callable[[ShopperEvent], None]:
             served: set[int] = set()
@@ -245,12 +273,14 @@ async def run_shoppers(
             items += _qr_plan(codes, walk, float(start), clock, random.Random(seed * 7919 + i))
             items.sort(key=lambda f: f.t)
             box: list[Shopper] = []
+            order_desk = desk_on_the_way(venue, walk, desks) if shop is not None and i % 2 == 0 else None
             shopper = Shopper(
                 name, items, http=http, server_url=server, venue_slug=slug, clock=clock, transport=transport,
                 batch_s=batch_s, deadline=deadline, on_event=events_for(box) if desks else on_event,
                 level_label=venue.level_label, on_push=on_push,
                 background=_background(i, background_every, float(start), walk),
                 locator="beacons" if on_beacons else "gps", consent=_consent(random.Random(seed * 31 + i)),
+                on_registered=_preparer(shop, order_desk, seed),
             )
             box.append(shopper)
             crowd.append(shopper)
@@ -260,9 +290,13 @@ async def run_shoppers(
             if deadline is None or time.monotonic() < deadline:
                 await s.run()
 
-        await asyncio.gather(*(staggered(s, float(t)) for s, t in zip(crowd, starts, strict=True)))
-        if visiting:
-            await asyncio.wait(visiting, timeout=15)
+        try:
+            await asyncio.gather(*(staggered(s, float(t)) for s, t in zip(crowd, starts, strict=True)))
+            if visiting:
+                await asyncio.wait(visiting, timeout=15)
+        finally:
+            if shop is not None:
+                await shop.close()
     wall = time.monotonic() - clock.wall0
     return RunSummary.from_stats(
         [s.stats for s in crowd], transport=transport, speedup=speedup, wall_s=wall,

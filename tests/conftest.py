@@ -23,7 +23,8 @@ from mallfence.main import create_app
 
 PG_URL = os.environ.get("MALLFENCE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REQUIRE_POSTGIS = os.environ.get("MALLFENCE_REQUIRE_POSTGIS") == "1"
-TABLES = ("decisions", "shopper_segments", "campaigns", "delivery_attempts", "notifications", "push_tokens",
+TABLES = ("inbound_deliveries", "purchases", "orders", "wishlist_items", "stock_levels", "products",
+          "decisions", "shopper_segments", "campaigns", "delivery_attempts", "notifications", "push_tokens",
           "webhook_deliveries", "webhook_endpoints", "identity_codes", "staff_members", "qr_codes", "beacons",
           "signing_keys", "events", "devices", "shoppers", "stores", "zones", "levels", "venues")
 

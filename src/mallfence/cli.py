@@ -236,6 +236,7 @@ def cmd_segments(args: argparse.Namespace) -> int:
     from datetime import datetime
     from zoneinfo import ZoneInfo
 
+    from mallfence.commerce import purchases
     from mallfence.engagement.decide import recompute_segments
 
     settings = _settings(args)
@@ -248,7 +249,8 @@ def cmd_segments(args: argparse.Namespace) -> int:
                 print(exc.message, file=sys.stderr)
                 return 2
             tz = ZoneInfo(venue.timezone)
-            counts = recompute_segments(session, venue_id=venue.id, tz=tz, today=datetime.now(tz).date())
+            counts = recompute_segments(session, venue_id=venue.id, tz=tz, today=datetime.now(tz).date(),
+                                        spend=purchases.spend)
     finally:
         engine.dispose()
     print(json.dumps({"venue": args.venue, "segments": counts}))

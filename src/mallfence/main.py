@@ -15,6 +15,14 @@ from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from mallfence import errors, migrate
+from mallfence.commerce import inbound as commerce_inbound
+from mallfence.commerce import listeners as commerce_listeners
+from mallfence.commerce import offers as commerce_offers
+from mallfence.commerce import purchases as commerce_purchases
+from mallfence.commerce import service as commerce_service
+from mallfence.commerce.inbound_router import router as commerce_inbound_router
+from mallfence.commerce.router import devices as wishlist_router
+from mallfence.commerce.router import operators as commerce_router
 from mallfence.config import Settings
 from mallfence.db import make_engine, make_session_factory, transaction
 from mallfence.delivery import webhooks
@@ -59,7 +67,9 @@ def build_runtime(settings: Settings) -> Runtime:
     return Runtime(settings=settings, engine=engine, sessions=sessions, snapshots=snapshots,
                    states=shared.states, hub=Hub(replica_id=replica_id, bus=shared.bus, directory=shared.directory),
                    bus=shared.bus, replica_id=replica_id, closers=shared.closers,
-                   listeners=[webhooks.on_events, engagement.on_events])
+                   listeners=[webhooks.on_events, commerce_listeners.on_events, engagement.on_events],
+                   push_sources=[commerce_offers.candidates], out_of_stock=commerce_service.out_of_stock,
+                   spend=commerce_purchases.spend)
 
 
 def _purge_codes(rt: Runtime) -> int:
@@ -67,11 +77,17 @@ def _purge_codes(rt: Runtime) -> int:
         return identity.purge_expired(session)
 
 
+def _purge_inbound(rt: Runtime) -> int:
+    with transaction(rt.sessions) as session:
+        return commerce_inbound.purge(session)
+
+
 async def _sweep(rt: Runtime) -> None:
-    """Close visits of devices that went silent and drop old identity codes, every ``presence_sweep_interval_s``."""
+    """Close visits of devices that went silent, drop old identity codes and inbound delivery ids, every
+    ``presence_sweep_interval_s``."""
     while True:
         await asyncio.sleep(rt.settings.presence_sweep_interval_s)
-        for task in (tracking_service.expire_silent, _purge_codes):
+        for task in (tracking_service.expire_silent, _purge_codes, _purge_inbound):
             try:
                 await run_in_threadpool(task, rt)
             except Exception:  # the next sweep retries; a sweep must never kill the server
@@ -168,4 +184,7 @@ def create_app(settings: Settings | None = None, *, fcm_sender: FcmSender | None
     app.include_router(push_router)
     app.include_router(notifications_router)
     app.include_router(webhooks_router)
+    app.include_router(commerce_router)
+    app.include_router(wishlist_router)
+    app.include_router(commerce_inbound_router)
     return app

@@ -1,5 +1,6 @@
 """Every ORM model, imported once so metadata and Alembic see all tables."""
 
+from mallfence.commerce.models import InboundDelivery, Order, Product, Purchase, StockLevel, WishlistItem
 from mallfence.db import Base
 from mallfence.delivery.models import DeliveryAttempt, Notification, PushToken, WebhookDelivery, WebhookEndpoint
 from mallfence.devices.models import Device, Shopper
@@ -9,7 +10,8 @@ from mallfence.tracking.models import Event
 from mallfence.venues.models import Beacon, Level, QrCode, SigningKey, Store, Venue, Zone
 
 __all__ = [
-    "Base", "Beacon", "Campaign", "Decision", "DeliveryAttempt", "Device", "Event", "IdentityCode", "Level",
-    "Notification", "PushToken", "QrCode", "Shopper", "ShopperSegment", "SigningKey", "StaffMember", "Store",
-    "Venue", "WebhookDelivery", "WebhookEndpoint", "Zone",
+    "Base", "Beacon", "Campaign", "Decision", "DeliveryAttempt", "Device", "Event", "IdentityCode",
+    "InboundDelivery", "Level", "Notification", "Order", "Product", "Purchase", "PushToken", "QrCode", "Shopper",
+    "ShopperSegment", "SigningKey", "StaffMember", "StockLevel", "Store", "Venue", "WebhookDelivery",
+    "WebhookEndpoint", "WishlistItem", "Zone",
 ]

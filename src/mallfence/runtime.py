@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from datetime import date
 from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import Engine
@@ -97,6 +98,8 @@ class Runtime:
     # offers naming products go through (``out_of_stock(session, store_id, skus) -> skus out``).
     push_sources: list[Callable[[EventBatch], list[PushCandidate]]] = field(default_factory=list)
     out_of_stock: Callable[[Session, int, Sequence[str]], set[str]] | None = None
+    # A shopper's spending per local day (commerce purchases), for segments: ``spend(session, shopper, today)``.
+    spend: Callable[[Session, str, date], list[tuple[date, float]]] | None = None
 
     def wake_dispatcher(self) -> None:
         if self.dispatcher is not None:

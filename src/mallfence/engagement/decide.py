@@ -100,10 +100,11 @@ def recompute_segments(session: Session, *, venue_id: int, tz: ZoneInfo, today: 
     return dict(counts)
 
 
-def _shopper(session: Session, device: Device, snapshot: VenueSnapshot, now: float) -> Shopper:
+def _shopper(session: Session, device: Device, snapshot: VenueSnapshot, now: float,
+             spend: Callable[[Session, str, date], list[tuple[date, float]]] | None) -> Shopper:
     tz = snapshot.policy.tz
     segment = segment_of(session, shopper_id=device.shopper_id, venue_id=device.venue_id, tz=tz,
-                         today=datetime.fromtimestamp(now, tz).date())
+                         today=datetime.fromtimestamp(now, tz).date(), spend=spend)
     language = (device.locale or "").split("-")[0].lower() or None
     consent = device.consent or {}
     prefs = device.preferences or {}
@@ -141,13 +142,13 @@ def on_events(batch: EventBatch) -> None:
     if not index.rules and not extra:
         return
     session = batch.session
-    triggers = _triggers(session, batch, index) if index.rules else []
+    triggers = _triggers(session, batch, index)
     triggers = [(e, t) for e, t in triggers if index.listening(t.kind, t.zone_id) or extra.get(e.id)]
     if not triggers:
         return
     device = session.get(Device, batch.device.id)
     assert device is not None
-    shopper = _shopper(session, device, batch.snapshot, triggers[0][1].at)
+    shopper = _shopper(session, device, batch.snapshot, triggers[0][1].at, batch.rt.spend)
     exhausted = _exhausted(session, index, [t for _, t in triggers])
     sent_any = False
     handled: set[int] = set()

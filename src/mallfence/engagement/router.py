@@ -103,7 +103,8 @@ def shopper_segment(slug: str, shopper_id: str, rt: RuntimeDep) -> dict[str, obj
         venue = venue_service.get_venue(s, slug=slug)
         device_service.get_shopper(s, venue=venue, shopper_id=shopper_id)
         tz = ZoneInfo(venue.timezone)
-        row = segment_of(s, shopper_id=shopper_id, venue_id=venue.id, tz=tz, today=datetime.now(tz).date())
+        row = segment_of(s, shopper_id=shopper_id, venue_id=venue.id, tz=tz, today=datetime.now(tz).date(),
+                         spend=rt.spend)
         return {"shopper_id": shopper_id, "segment": row.segment, "decline": row.decline, "as_of": row.as_of,
                 "explain": row.explain}
 

@@ -1,7 +1,7 @@
 """The customer card a staff member sees after scanning a shopper's code: who, consent, where, how often.
 
-Facts only from what is stored: presence now, the event log, the shopper's profile. Wishlists and
-orders join once they exist (the Engagement work); until then the lists are empty, never made up.
+Facts only from what is stored: presence now, the event log, the shopper's profile, their wishlist (with
+the stock of the scanning staff's store) and their pending click-and-collect orders at that store.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from mallfence.commerce import orders, wishlists
 from mallfence.devices.models import Device, Shopper
 from mallfence.runtime import Runtime
 from mallfence.staff.schemas import (
@@ -76,5 +77,6 @@ def build(session: Session, rt: Runtime, *, device: Device, venue: Venue, store:
         device=DeviceRef(id=device.id, platform=device.platform, locale=device.locale, app_version=device.app_version),
         consent=consent, here_now=[refs.get(z, ZoneRef(id=z)) for z in here], recent_visits=visits,
         visits=VisitStats(days=len(days), first_seen=first, last_seen=max(stamps, default=None)),
-        wishlist=[], orders=[],
+        wishlist=wishlists.for_card(session, shopper_id=shopper.id, store_id=store.id),
+        orders=orders.for_card(session, shopper_id=shopper.id, store_id=store.id),
     )

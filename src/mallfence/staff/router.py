@@ -8,10 +8,12 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Response, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, Header, Path, Query, Response, WebSocket, WebSocketDisconnect
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from mallfence.commerce import orders as commerce_orders
+from mallfence.commerce.schemas import DB_ID_MAX, OrderOut
 from mallfence.db import transaction
 from mallfence.deps import CurrentDevice, RuntimeDep, SessionDep, bearer_token, write_venue
 from mallfence.devices.models import Device
@@ -167,6 +169,19 @@ def recent_scans(member: CurrentStaff, s: SessionDep,
                                     staff_name=data.get("staff_name"), shopper_id=shopper_id, device_id=ev.device_id))
             if len(out) == limit:
                 break
+    return out
+
+
+@staff.post("/orders/{order_id}/collect", response_model=OrderOut)
+def collect_order(order_id: Annotated[int, Path(ge=1, le=DB_ID_MAX)], member: CurrentStaff,
+                  rt: RuntimeDep) -> OrderOut:
+    """Hand a ready click-and-collect order over: only after staff of its store scanned the shopper's identity
+    code (``POST /v1/staff/scans``) in the last 10 minutes; 409 saying what is missing otherwise."""
+    with transaction(rt.sessions) as s:
+        order, scan_id = commerce_orders.collect(s, staff=member, order_id=order_id)
+        out = commerce_orders.order_out(s, order)
+    alert_store(rt, out.store.id, "order_collected", order_id=out.id, external_id=out.external_id,
+                staff_id=member.id, staff_name=member.name, scan_id=scan_id, wait_s=out.wait_s)
     return out
 
 

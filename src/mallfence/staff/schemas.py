@@ -116,8 +116,9 @@ class CustomerCard(BaseModel):
     here_now: list[ZoneRef] = Field(description="zones of this venue the shopper is in now")
     recent_visits: list[Visit] = Field(description="the last visits to zones of this venue, newest first")
     visits: VisitStats
-    wishlist: list[dict[str, Any]] = Field(description="products the shopper saved (empty until wishlists exist)")
-    orders: list[dict[str, Any]] = Field(description="pending click-and-collect orders (empty until orders exist)")
+    wishlist: list[dict[str, Any]] = Field(description="products the shopper saved, newest first, each with its "
+                                                       "stock at this store (``stock: null``: no record here)")
+    orders: list[dict[str, Any]] = Field(description="the shopper's pending click-and-collect orders at this store")
 
 
 class StaffScanOut(BaseModel):

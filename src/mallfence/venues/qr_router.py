@@ -13,10 +13,18 @@ from mallfence.errors import Invalid, Issue
 from mallfence.venues import qr_service as svc
 from mallfence.venues import service as venue_service
 from mallfence.venues import signing
-from mallfence.venues.qr_schemas import QrCodeIn, QrCodeOut, QrCodeUpdate, QrFile, QrImportSummary, SigningKeyOut
+from mallfence.venues.qr_schemas import (
+    QrCodeIn,
+    QrCodeOut,
+    QrCodeUpdate,
+    QrFile,
+    QrImportSummary,
+    SigningKeyCreated,
+    SigningKeyOut,
+)
 
 router = APIRouter(prefix="/v1/venues/{slug}", tags=["qr codes"])
-Purpose = Literal["qr", "identity"]
+Purpose = Literal["qr", "identity", "commerce"]
 
 
 @router.post("/qr-codes", status_code=201, response_model=QrCodeOut)
@@ -91,12 +99,15 @@ def list_keys(slug: str, s: SessionDep) -> list[SigningKeyOut]:
     return [_key_out(keys, k) for k in keys]
 
 
-@router.post("/signing-keys/{purpose}", status_code=201, response_model=SigningKeyOut, tags=["signing keys"])
-def rotate_key(slug: str, purpose: Purpose, rt: RuntimeDep) -> SigningKeyOut:
-    """A new key signs from now on; codes signed with older keys keep working until those are retired."""
+@router.post("/signing-keys/{purpose}", status_code=201, response_model=SigningKeyCreated, tags=["signing keys"])
+def rotate_key(slug: str, purpose: Purpose, rt: RuntimeDep) -> SigningKeyCreated:
+    """A new key signs from now on; codes signed with older keys keep working until those are retired.
+    A ``commerce`` key is the one your POS / ERP signs its webhooks with: its ``secret`` is in this answer
+    only (qr and identity secrets never leave the server)."""
     def change(s, v):
         key = signing.rotate(s, venue=v, purpose=purpose)
-        return _key_out(signing.list_keys(s, venue=v), key)
+        out = _key_out(signing.list_keys(s, venue=v), key)
+        return SigningKeyCreated(**out.model_dump(), secret=key.secret if purpose in signing.SHOWN_ONCE else None)
     return write_venue(rt, slug, change, rebuild=False)
 
 

@@ -89,11 +89,16 @@ class QrImportSummary(BaseModel):
 
 
 class SigningKeyOut(BaseModel):
-    purpose: Literal["qr", "identity"]
+    purpose: Literal["qr", "identity", "commerce"]
     kid: str
     created_at: datetime
     retired_at: datetime | None
     signing: bool = Field(description="the key new codes are signed with")
+
+
+class SigningKeyCreated(SigningKeyOut):
+    secret: str | None = Field(None, description="commerce keys only: the HMAC secret your POS / ERP / commerce "
+                                                 "system signs its webhooks with; shown once, store it")
 
 
 class QrFile(BaseModel):

@@ -4,6 +4,10 @@ A venue has keys per purpose; the newest unretired key signs, every unretired ke
 adds a key (codes already printed keep working); retiring a key revokes everything it signed.
 Signatures are HMAC-SHA256 truncated to 128 bits, base64url: 22 characters keep a QR code small,
 and 2^-128 is far below any forging attempt an API rate limit lets through.
+
+``commerce`` keys are the other way round: the venue's POS / ERP / commerce system signs the webhooks it
+sends us (``commerce.inbound``, full HMAC-SHA256 as outbound webhooks), so their secret is shown once
+when the key is created, and every unretired one verifies (rotate, move the sender over, retire).
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from sqlalchemy.orm import Session
 from mallfence.errors import NotFound
 from mallfence.venues.models import SigningKey, Venue
 
-PURPOSES = ("qr", "identity")
+PURPOSES = ("qr", "identity", "commerce")
+SHOWN_ONCE = frozenset({"commerce"})  # purposes whose secret another system needs: returned at creation
 SIGNATURE_CHARS = 22  # 16 bytes
 
 
@@ -61,6 +66,13 @@ def signing_key(session: Session, *, venue: Venue, purpose: str) -> SigningKey:
         return key
 
 
+def verifying_keys(session: Session, *, venue_id: int, purpose: str) -> list[SigningKey]:
+    """Every unretired key of the venue for ``purpose``, newest first (a sender may be mid-rotation)."""
+    return list(session.scalars(select(SigningKey).where(
+        SigningKey.venue_id == venue_id, SigningKey.purpose == purpose, SigningKey.retired_at.is_(None))
+        .order_by(SigningKey.id.desc())))
+
+
 def verifying_key(session: Session, *, venue_id: int, purpose: str, kid: str) -> SigningKey | None:
     """The unretired key ``kid`` of the venue, or None (never existed, or retired)."""
     return session.scalar(select(SigningKey).where(
@@ -72,7 +84,10 @@ def rotate(session: Session, *, venue: Venue, purpose: str) -> SigningKey:
     """A new signing key for ``purpose``; older keys still verify until retired."""
     count = session.scalar(select(func.count(SigningKey.id)).where(
         SigningKey.venue_id == venue.id, SigningKey.purpose == purpose)) or 0
-    key = SigningKey(venue_id=venue.id, purpose=purpose, kid=f"k{count + 1}", secret=secrets.token_urlsafe(32))
+    # A recognisable prefix on secrets that leave the server, for secret scanners and leaked logs.
+    prefix = "mfc_" if purpose == "commerce" else ""
+    key = SigningKey(venue_id=venue.id, purpose=purpose, kid=f"k{count + 1}",
+                     secret=prefix + secrets.token_urlsafe(32))
     session.add(key)
     session.flush()
     return key
