@@ -123,6 +123,19 @@ async def _qr_codes(http: httpx.AsyncClient, server: str, slug: str, venue: Venu
     return out
 
 
+def _announced(on_register: Callable[[str, str], None] | None,
+               then: Callable[[Shopper], Awaitable[None]] | None) -> Callable[[Shopper], Awaitable[None]] | None:
+    """Tell ``on_register`` (name, device id) once a shopper has its id, then run ``then``."""
+    if on_register is None:
+        return then
+
+    async def registered(shopper: Shopper) -> None:
+        on_register(shopper.name, shopper.device_id)
+        if then is not None:
+            await then(shopper)
+    return registered
+
+
 def _consent(rng: random.Random) -> dict[str, Any]:
     """A consent screen answered: location always (the app is about it), marketing and analytics often."""
     return {"location": True, "marketing": rng.random() < 0.7, "analytics": rng.random() < 0.8,
@@ -175,6 +188,7 @@ async def run_shoppers(
     on_card: Callable[[str, dict[str, Any]], None] | None = None,
     commerce: bool = False,
     on_order: Callable[[str, dict[str, Any]], None] | None = None,
+    on_register: Callable[[str, str], None] | None = None,
 ) -> RunSummary:
     """Walk simulated shoppers through a venue against a server and return the run's totals.
 
@@ -280,7 +294,7 @@ async def run_shoppers(
                 level_label=venue.level_label, on_push=on_push,
                 background=_background(i, background_every, float(start), walk),
                 locator="beacons" if on_beacons else "gps", consent=_consent(random.Random(seed * 31 + i)),
-                on_registered=_preparer(shop, order_desk, seed),
+                on_registered=_announced(on_register, _preparer(shop, order_desk, seed)),
             )
             box.append(shopper)
             crowd.append(shopper)

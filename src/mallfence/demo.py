@@ -3,10 +3,11 @@
 Embedded default only: a fresh SQLite file under ./var, the server on 127.0.0.1 in a thread, the
 local FCM server standing in for Firebase, mobile_stub shoppers walking the mall over websockets
 (every second one located by Bluetooth beacons instead of GPS, every third one putting the app in the
-background for a while, all scanning QR codes where they linger), staff apps in a few stores that
-scan the identity code of each shopper who walks in, and an operator who pushes an offer to everyone
-in the food court every few seconds. Prints each event, push and customer card as it arrives, then a
-summary.
+background for a while, all scanning QR codes where they linger, with wishlists, and half of them
+with a click-and-collect order), staff apps in a few stores that scan the identity code of each
+shopper who walks in and hand over orders, two campaigns competing for a budget of two pushes a day,
+and an operator's announcement to the whole mall. Prints each event, decision, push, customer card
+and staff alert as it happens, then a summary.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from mallfence import demo_watch as watch
 from mallfence.cli import import_beacons_file, import_file, import_qr_file
 from mallfence.config import Settings
 from mallfence.delivery.fcm_local import LocalFcm
@@ -29,8 +31,7 @@ from mallfence.server import BackgroundServer
 
 DEMO_DB = Path("var/demo.db")
 _COLOURS = {"enter": "\033[32m", "dwell": "\033[33m", "exit": "\033[36m", "push": "\033[35m", "card": "\033[34m",
-            "qr_scan": "\033[1m", "staff_scan": "\033[1m"}
-OFFER_EVERY_S = 5.0  # wall seconds between two operator pushes to the food court
+            "qr_scan": "\033[1m", "staff_scan": "\033[1m", "decision": "\033[2m"}
 STAFFED_STORES = 12  # stores with a staff app that scans arriving shoppers (the QR-coded ones first)
 
 
@@ -85,22 +86,36 @@ def run_demo(*, shoppers: int, speedup: float, seed: int, venue_file: str, durat
         def card(shopper: str, body: dict[str, Any]) -> None:
             say("card", f"{shopper:<12} card   staff of {body['store']['name']} scanned its code: {format_card(body)}")
 
+        def collected(shopper: str, order: dict[str, Any]) -> None:
+            wait = order.get("wait_s")
+            say("card", f"{shopper:<12} order  {order.get('external_id')} handed over"
+                        + (f" after {wait:.0f} s at the pickup point" if isinstance(wait, int | float) else ""))
+
+        names: dict[str, str] = {}  # device id -> shopper name, for the decision log
+
         with BackgroundServer(settings) as url:
             print(f"mallfence serving on {url} (OpenAPI at {url}/docs); local FCM at {fcm.url}")
-            staff = _hire_staff(url, slug)
+            staff, staffed = _hire_staff(url, slug)
+            campaigns = {c["id"]: c["name"] for c in watch.setup_engagement(url, slug, staffed[:4])}
             located = "every second one on beacons" if locator == "mixed" else "GPS"
-            print(f"{shoppers} shoppers at {speedup:g}x speed ({located}); staff apps in {len(staff)} stores; an "
-                  f"operator pushes a food-court offer every {OFFER_EVERY_S:g} s\n")
+            print(f"{shoppers} shoppers at {speedup:g}x speed ({located}), with wishlists and click-and-collect "
+                  f"orders; staff apps in {len(staff)} stores; campaigns: {', '.join(campaigns.values())} under a "
+                  "budget of two pushes a day\n")
             stop = threading.Event()
-            helpers = [threading.Thread(target=_operator, args=(url, slug, stop, say), daemon=True),
-                       threading.Thread(target=_watch_fcm, args=(fcm, stop, say), daemon=True)]
+            helpers = [threading.Thread(target=watch.operator, args=(url, slug, stop, say), daemon=True),
+                       threading.Thread(target=watch.fcm, args=(fcm, stop, say), daemon=True),
+                       threading.Thread(target=watch.decisions, args=(url, slug, names, campaigns, stop, say),
+                                        daemon=True),
+                       threading.Thread(target=watch.staff_alerts, args=(url, staff, stop, say), daemon=True)]
             for t in helpers:
                 t.start()
             try:
                 result = asyncio.run(run_shoppers(url, slug, shoppers=shoppers, speedup=speedup, seed=seed,
                                                   on_event=show, on_push=ws_push, background_every=3,
                                                   max_duration_s=duration_s, locator=locator, scan_qr=True,
-                                                  staff_tokens=staff, on_card=card))
+                                                  staff_tokens=staff, on_card=card, commerce=True,
+                                                  on_order=collected,
+                                                  on_register=lambda name, device: names.__setitem__(device, name)))
             except StubError as exc:
                 print(f"demo failed: {exc}", file=sys.stderr)
                 return 1
@@ -119,50 +134,14 @@ def run_demo(*, shoppers: int, speedup: float, seed: int, venue_file: str, durat
     return 0 if result.ok and result.events else 1
 
 
-def _hire_staff(url: str, slug: str) -> tuple[str, ...]:
-    """One staff app (its token) in each of a few stores: the ones with QR codes first, then the biggest."""
+def _hire_staff(url: str, slug: str) -> tuple[tuple[str, ...], list[int]]:
+    """One staff app in each of a few stores, the ones with QR codes first: (their tokens, the store ids)."""
     stores = httpx.get(f"{url}/v1/venues/{slug}/stores").json()
     coded = {c.get("store_id") for c in httpx.get(f"{url}/v1/venues/{slug}/qr-codes").json()}
     picked = sorted(stores, key=lambda st: (st["id"] not in coded, st["id"]))[:STAFFED_STORES]
-    return tuple(httpx.post(f"{url}/v1/venues/{slug}/staff", json={"store_id": st["id"], "name": f"Desk {i + 1}"})
-                 .json()["token"] for i, st in enumerate(picked))
-
-
-def _operator(url: str, slug: str, stop: threading.Event, say: Any) -> None:
-    """Plays the mall operator: pushes a fresh offer to whoever is in the food court right now."""
-    zones = httpx.get(f"{url}/v1/venues/{slug}/zones", params={"kind": "food_court"}).json()
-    venue_zones = httpx.get(f"{url}/v1/venues/{slug}/zones", params={"kind": "venue"}).json()
-    if not zones:
-        return
-    round_ = 0
-    while not stop.wait(OFFER_EVERY_S):
-        round_ += 1
-        if round_ == 4 and venue_zones:  # one announcement to everyone in the mall, backgrounded apps too
-            note = {"zone_id": venue_zones[0]["id"], "title": "Late opening tonight: shops open until 22:00",
-                    "body": "Enjoy the evening at Harbourside.", "category": "operator", "dedupe_key": "demo-late"}
-            sent = httpx.post(f"{url}/v1/venues/{slug}/notifications", json=note).json()
-            say("push", f"operator     push   '{note['title']}' to {sent.get('devices', 0)} shopper(s) in the mall")
-        body = {"zone_id": zones[0]["id"], "title": f"Happy hour #{round_}: two coffees for one",
-                "body": "Show this at any food court counter in the next 30 minutes.", "category": "marketing",
-                "ttl_s": 1800, "dedupe_key": f"demo-happy-hour-{round_}", "collapse_key": "food-court-offer"}
-        sent = httpx.post(f"{url}/v1/venues/{slug}/notifications", json=body).json()
-        if sent.get("devices"):
-            say("push", f"operator     push   '{body['title']}' to {sent['devices']} shopper(s) in the food court")
-
-
-def _watch_fcm(fcm: LocalFcm, stop: threading.Event, say: Any) -> None:
-    """Prints what reaches the local FCM server: pushes for apps that were not on the websocket."""
-    seen = 0
-    while True:
-        stopping = stop.wait(0.2)
-        received = fcm.received
-        for message in received[seen:]:
-            token = message.target
-            shopper = token.removeprefix("stub-").rsplit("-", 1)[0] if token.startswith("stub-") else token[:12]
-            say("push", f"{shopper:<12} push   via FCM (app in background): {message.notification.get('title')}")
-        seen = len(received)
-        if stopping:
-            return
+    tokens = tuple(httpx.post(f"{url}/v1/venues/{slug}/staff", json={"store_id": st["id"], "name": f"Desk {i + 1}"})
+                   .json()["token"] for i, st in enumerate(picked))
+    return tokens, [st["id"] for st in picked]
 
 
 def _slug(path: Path) -> str:

@@ -54,20 +54,23 @@ def test_entering_the_venue_proposes_wishlist_stock_and_ready_orders(client: Tes
     enter = next(e for e in events if e["kind"] == "enter")
     assert enter["zone"]["kind"] == "venue"
     day = datetime.fromisoformat(enter["at"]).astimezone(ZoneInfo("Europe/London")).date().isoformat()
-    got = {c.kind + ":" + (c.skus[0] if c.skus else c.data["external_id"]): c for c in mall["seen"]}
-    assert sorted(got) == ["order_ready:WEB-1", "wishlist_in_stock:BK-1", "wishlist_in_stock:TR-2"]
-    tr2 = got["wishlist_in_stock:TR-2"]
-    assert tr2.body == "Trail Runner 2 is in stock at Stride Shoes (Level 0, about 60 m)"  # nearer than upstairs
-    assert tr2.store_id == mall["shoes"] and tr2.category == "wishlist" and tr2.topic == "wishlist"
-    assert tr2.dedupe_key == f"wishlist-in-stock:{mall['shopper']}:TR-2:{mall['shoes']}:{day}"
-    assert tr2.image_url == "https://img.example/tr2.jpg" and tr2.data == {
-        "type": "wishlist_in_stock", "sku": "TR-2", "store_id": str(mall["shoes"])}
-    assert got["wishlist_in_stock:BK-1"].body.startswith("Only 2 left of Harbour Tales at Tideline Books (Level 0")
-    ready = got["order_ready:WEB-1"]
+    got = {c.kind: c for c in mall["seen"]}
+    assert sorted(got) == ["order_ready", "wishlist_in_stock"]
+    stocked = got["wishlist_in_stock"]  # two saved items in stock: one push naming both, newest save first
+    assert stocked.skus == ("TR-2", "BK-1") and stocked.title == "2 items on your wishlist are in stock"
+    assert stocked.body == ("Trail Runner 2 is in stock at Stride Shoes (Level 0, about 60 m); "  # nearer than upstairs
+                            "Only 2 left of Harbour Tales at Tideline Books (Level 0, about 100 m)")
+    assert stocked.store_id is None and stocked.category == "wishlist" and stocked.topic == "wishlist"
+    assert stocked.dedupe_key == f"wishlist-in-stock:{mall['shopper']}:{day}:BK-1+TR-2"
+    assert stocked.image_url == "https://img.example/tr2.jpg" and stocked.data == {
+        "type": "wishlist_in_stock", "skus": "TR-2,BK-1"}
+    assert [(i["sku"], i["store_id"], i["stock_level"]) for i in stocked.explain["items"]] == [  # type: ignore[union-attr]
+        ("TR-2", mall["shoes"], "in_stock"), ("BK-1", mall["books"], "low")]
+    ready = got["order_ready"]
     assert (ready.category, ready.topic, ready.skus) == ("service", None, ())
     assert ready.body == "Order WEB-1 is ready to collect at Pickup point A, Level 0"
     assert ready.dedupe_key.startswith("order-ready:") and ready.dedupe_key.endswith(f":{day}")
-    assert ready.priority > tr2.priority
+    assert ready.priority > stocked.priority
     assert all(c.category in CATEGORIES and all(isinstance(v, str) for v in c.data.values()) for c in mall["seen"])
 
 

@@ -133,7 +133,7 @@ def test_the_highest_priority_wins_and_the_rest_say_who_beat_them() -> None:
     verdicts = decide(cands, YES, Ledger(), Policy(tz=CPH), now)
     assert [(v.candidate.dedupe_key, v.sent, v.reason) for v in verdicts] == [
         ("low", False, OUTRANKED), ("high", True, None), ("r", True, None), ("mid", False, OUTRANKED)]
-    assert verdicts[0].detail == {"winner": "high", "winner_priority": 5, "priority": 1}
+    assert verdicts[0].detail == {"winner": "t", "winner_key": "high", "winner_priority": 5, "priority": 1}
 
 
 def test_a_held_back_candidate_does_not_block_a_lower_one() -> None:

@@ -30,7 +30,7 @@ from mallfence.tracking.models import Event
 from mallfence.tracking.schemas import EventOut
 from mallfence.venues.models import Level, Store, Venue, Zone
 
-MAX_WISHLIST = 5  # per trigger, the newest saves available: the engine sends one or two anyway
+MAX_WISHLIST = 5  # per trigger, the newest saves available (several make one digest push)
 PRIORITY = {"order_ready": 100, "wishlist_reminder": 50, "wishlist_in_stock": 30}
 TTL_S = {"order_ready": 4 * 3600.0, "wishlist_reminder": 900.0, "wishlist_in_stock": 1800.0}
 
@@ -129,7 +129,7 @@ def _in_stock(session: Session, venue: Venue, shopper_id: str, saved: list[Wishl
                               sku=product.sku, image_url=product.image_url, store_id=place.store_id, event=event,
                               explain={"stock_level": row.level, "quantity": row.quantity,
                                        "distance_m": round(distance, 1) if distance < 1e9 else None}))
-    return out
+    return _digest(out, shopper_id, day, f"{len(out)} items on your wishlist are in stock")
 
 
 def _reminders(session: Session, venue: Venue, shopper_id: str, saved: list[WishlistItem], event: EventOut,
@@ -149,7 +149,27 @@ def _reminders(session: Session, venue: Venue, shopper_id: str, saved: list[Wish
                               key=f"wishlist-reminder:{shopper_id}:{product.sku}:{store.id}:{day}", sku=product.sku,
                               image_url=product.image_url, store_id=store.id, event=event,
                               explain={"stock_level": row.level, "quantity": row.quantity}))
-    return out
+    return _digest(out, shopper_id, day, f"{len(out)} items on your wishlist are here at {store.name}")
+
+
+def _digest(items: list[PushCandidate], shopper_id: str, day: str, title: str) -> list[PushCandidate]:
+    """Several wishlist items at once make one push listing them, not one push each (the budget would send one
+    and hold the rest back: the shopper would hear of one item only)."""
+    if len(items) < 2:
+        return items
+    first = items[0]
+    shown = "; ".join(c.body for c in items[:3]) + (f"; and {len(items) - 3} more" if len(items) > 3 else "")
+    skus = tuple(sku for c in items for sku in c.skus)
+    stores = {c.store_id for c in items}
+    return [PushCandidate(
+        kind=first.kind, category=first.category, title=title, body=shown,
+        dedupe_key=f"{first.kind.replace('_', '-')}:{shopper_id}:{day}:{'+'.join(sorted(skus))}",
+        priority=first.priority, data={"type": first.kind, "skus": ",".join(skus)}, image_url=first.image_url,
+        ttl_s=first.ttl_s, topic=first.topic, skus=skus, store_id=stores.pop() if len(stores) == 1 else None,
+        explain={**{k: v for k, v in first.explain.items() if k in ("trigger", "event_id")},
+                 "items": [{"sku": c.skus[0], "store_id": c.store_id, **{k: v for k, v in c.explain.items()
+                                                                         if k not in ("trigger", "event_id")}}
+                           for c in items]})]
 
 
 def _ready(session: Session, venue: Venue, shopper_id: str, event: EventOut, day: str) -> list[PushCandidate]:

@@ -148,7 +148,8 @@ def notification_opened(notification_id: int, device: CurrentDevice, rt: Runtime
 
 
 def _out(d: Decision) -> schemas.DecisionOut:
-    return schemas.DecisionOut(id=d.id, at=d.at, trigger=d.trigger, event_id=d.event_id, zone_id=d.zone_id,
+    return schemas.DecisionOut(id=d.id, device_id=d.device_id, at=d.at, trigger=d.trigger, event_id=d.event_id,
+                               zone_id=d.zone_id,
                                kind=d.kind, category=d.category, campaign_id=d.campaign_id, sent=d.sent,
                                reason=d.reason, detail=d.detail, notification_id=d.notification_id,
                                opened_at=d.opened_at)

@@ -165,8 +165,8 @@ def decide(candidates: Sequence[PushCandidate], audience: Audience, ledger: Ledg
         winners.add(budgeted[0])
         top = candidates[budgeted[0]]
         for i in budgeted[1:]:
-            held[i] = (OUTRANKED, {"winner": top.dedupe_key, "winner_priority": top.priority,
-                                   "priority": candidates[i].priority})
+            held[i] = (OUTRANKED, {"winner": top.title, "winner_key": top.dedupe_key,
+                                   "winner_priority": top.priority, "priority": candidates[i].priority})
     out = []
     for i, c in enumerate(candidates):
         if i in winners:

@@ -193,6 +193,7 @@ class Preferences(Strict):
 
 class DecisionOut(BaseModel):
     id: int
+    device_id: str
     at: datetime
     trigger: str
     event_id: int | None
