@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     walk = sub.add_parser("walk", help="walk simulated shoppers through a venue and print the events")
     walk.add_argument("--server", default="http://127.0.0.1:8000", help="mallfence base URL")
+    walk.add_argument("--api-key", default=os.environ.get("MALLFENCE_API_KEY"),
+                      help="an operator key of the venue (default: $MALLFENCE_API_KEY): reads the map and sets up "
+                           "the run, as the app's own backend would")
+    walk.add_argument("--app-key", help="the venue's app key (default: read with --api-key)")
     walk.add_argument("--venue", default="", help="venue slug (default: the slug in --venue-file)")
     walk.add_argument("--venue-file", help="read the venue from this export file instead of the server")
     walk.add_argument("--shoppers", type=_positive(int), default=5)
@@ -59,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     staff = sub.add_parser("staff", help="a staff app: scan a shopper's identity code, or watch store alerts")
     staff.add_argument("--server", default="http://127.0.0.1:8000", help="mallfence base URL")
-    staff.add_argument("--token", required=True, help="the staff member's bearer token")
+    staff.add_argument("--token", required=True, help="the staff member's credential (mfs_…): logged in for a session")
     staff_sub = staff.add_subparsers(dest="staff_command", required=True)
     scan = staff_sub.add_parser("scan", help="scan one identity code and print the customer card")
     scan.add_argument("code", help="the text of the shopper's identity QR code")
@@ -135,7 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             transport=args.transport, on_event=show, venue_file=args.venue_file,
             max_duration_s=args.duration, sample_interval_s=args.interval, batch_s=args.batch,
             locator=args.locator, beacons_file=args.beacons_file, scan_qr=args.scan_qr,
-            staff_tokens=tuple(args.staff_token), on_card=card, commerce=args.commerce, on_order=order,
+            staff_tokens=tuple(args.staff_token), on_card=card, api_key=args.api_key, app_key=args.app_key,
+            commerce=args.commerce, on_order=order,
         ))
     except StubError as exc:
         print(f"mobile-stub: {exc}", file=sys.stderr)

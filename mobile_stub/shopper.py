@@ -69,6 +69,7 @@ class Shopper:
         locator: str = "gps",
         consent: dict[str, Any] | None = None,
         on_registered: Callable[[Shopper], Awaitable[None]] | None = None,
+        app_key: str | None = None,
     ):
         self.name, self.fixes, self.http, self.clock = name, fixes, http, clock
         self.server = server_url.rstrip("/")
@@ -87,6 +88,7 @@ class Shopper:
         self.background = background
         self.seen_pushes: set[int] = set()  # delivery is at least once: show each notification once
         self.on_registered = on_registered  # what the user sets up before walking (wishlist, orders)
+        self.app_key = app_key  # the venue's public app key: what a real app has built in, to register
 
     def _error(self, message: str) -> None:
         log.warning("%s: %s", self.name, message)
@@ -112,7 +114,8 @@ class Shopper:
         body = {"venue": self.venue_slug, "platform": "stub", "app_version": APP_VERSION}
         for attempt in range(1, MAX_RETRIES + 1):
             try:
-                resp = await self.http.post(f"{self.server}/v1/devices", json=body)
+                resp = await self.http.post(f"{self.server}/v1/devices", json=body,
+                                            headers={"X-App-Key": self.app_key or ""})
             except httpx.TransportError as exc:
                 if attempt == MAX_RETRIES:
                     raise ShopperFailed(f"cannot register: {exc!r}") from exc

@@ -19,8 +19,8 @@ class StaffDesk:
     """One staff member's phone at their store."""
 
     def __init__(self, http: httpx.AsyncClient, server_url: str, token: str):
-        self.http, self.server, self.token = http, server_url.rstrip("/"), token
-        self.headers = {"Authorization": f"Bearer {token}"}
+        self.http, self.server, self.token = http, server_url.rstrip("/"), token  # the staff credential (mfs_…)
+        self.headers: dict[str, str] = {}  # the session's, once signed in
         self.me: dict[str, Any] = {}
         self.cards: list[dict[str, Any]] = []
 
@@ -34,7 +34,11 @@ class StaffDesk:
         return int(zone) if zone is not None else None
 
     async def sign_in(self) -> dict[str, Any]:
-        """Who this token belongs to (GET /v1/staff/me)."""
+        """Log the credential in for a session (POST /v1/staff/login), then who it is (GET /v1/staff/me)."""
+        resp = await self.http.post(f"{self.server}/v1/staff/login", json={"credential": self.token})
+        if resp.status_code != 200:
+            raise StaffError(f"staff login refused: {resp.status_code} {resp.text[:200]}")
+        self.headers = {"Authorization": f"Bearer {resp.json()['token']}"}
         resp = await self.http.get(f"{self.server}/v1/staff/me", headers=self.headers)
         if resp.status_code != 200:
             raise StaffError(f"staff token refused: {resp.status_code} {resp.text[:200]}")

@@ -157,6 +157,14 @@ def _preparer(shop: Commerce | None, desk: StaffDesk | None,
     return lambda shopper: shop.prepare(shopper, desk, seed)
 
 
+async def _app_key(http: httpx.AsyncClient, server: str, slug: str) -> str:
+    resp = await http.get(f"{server}/v1/venues/{slug}/app-key")
+    if resp.status_code != 200:
+        raise StubError(f"cannot read venue {slug!r}'s app key ({resp.status_code}): give --app-key, or an admin "
+                        "--api-key")
+    return str(resp.json()["app_key"])
+
+
 async def _check_server(http: httpx.AsyncClient, server: str) -> None:
     try:
         resp = await http.get(f"{server}/healthz")
@@ -189,6 +197,8 @@ async def run_shoppers(
     commerce: bool = False,
     on_order: Callable[[str, dict[str, Any]], None] | None = None,
     on_register: Callable[[str, str], None] | None = None,
+    api_key: str | None = None,
+    app_key: str | None = None,
 ) -> RunSummary:
     """Walk simulated shoppers through a venue against a server and return the run's totals.
 
@@ -208,13 +218,17 @@ async def run_shoppers(
     if shoppers < 1 or speedup <= 0 or sample_interval_s <= 0 or batch_s <= 0:
         raise StubError("shoppers, speedup, sample interval and batch must be positive")
     server = server_url.rstrip("/")
-    async with httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=5.0)) as http:
+    # The operator key reads what a real app would get from its own backend (the map, beacons, codes) and
+    # sets up the run (staff, commerce); each shopper then talks to the server as a device of its own.
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    async with httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=5.0), headers=headers) as http:
         await _check_server(http, server)
         try:
             venue = load_venue_file(venue_file) if venue_file else await fetch_venue(http, server, venue_slug)
         except (VenueError, httpx.HTTPError) as exc:
             raise StubError(str(exc)) from exc
         slug = venue_slug or venue.slug
+        app_key = app_key or await _app_key(http, server, slug)
         try:
             walks = await asyncio.to_thread(plan_swarm, venue, shoppers, seed, sample_interval_s)
         except ValueError as exc:
@@ -294,7 +308,7 @@ async def run_shoppers(
                 level_label=venue.level_label, on_push=on_push,
                 background=_background(i, background_every, float(start), walk),
                 locator="beacons" if on_beacons else "gps", consent=_consent(random.Random(seed * 31 + i)),
-                on_registered=_announced(on_register, _preparer(shop, order_desk, seed)),
+                on_registered=_announced(on_register, _preparer(shop, order_desk, seed)), app_key=app_key,
             )
             box.append(shopper)
             crowd.append(shopper)

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from httpx import Response
 
 from mallfence.delivery.webhooks import sign
+from tests.auth import staff_session
 from tests.factories import create_venue, create_zone
 
 # Local metres. Ground floor: Books (0..20, 0..20), Shoes (60..80, 0..20), pickup point A (30..36, 30..36);
@@ -77,7 +78,7 @@ def hire(client: TestClient, store_id: int, name: str = "Ana") -> dict[str, Any]
     r = client.post("/v1/venues/mall/staff", json={"store_id": store_id, "name": name})
     assert r.status_code == 201, r.text
     member = r.json()
-    member["auth"] = {"Authorization": f"Bearer {member['token']}"}
+    member["auth"] = staff_session(client, member["token"])
     return member
 
 

@@ -20,10 +20,12 @@ from mallfence import migrate
 from mallfence.config import Settings
 from mallfence.db import make_engine
 from mallfence.main import create_app
+from tests.auth import bearer, operator_key
 
 PG_URL = os.environ.get("MALLFENCE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REQUIRE_POSTGIS = os.environ.get("MALLFENCE_REQUIRE_POSTGIS") == "1"
-TABLES = ("inbound_deliveries", "purchases", "orders", "wishlist_items", "stock_levels", "products",
+TABLES = ("audit_log", "consent_records", "api_keys",
+          "inbound_deliveries", "purchases", "orders", "wishlist_items", "stock_levels", "products",
           "decisions", "shopper_segments", "campaigns", "delivery_attempts", "notifications", "push_tokens",
           "webhook_deliveries", "webhook_endpoints", "identity_codes", "staff_members", "qr_codes", "beacons",
           "signing_keys", "events", "devices", "shoppers", "stores", "zones", "levels", "venues")
@@ -92,6 +94,12 @@ def settings(database_url: str) -> Settings:
 
 
 @pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as c:
+def platform_key(settings: Settings) -> str:
+    """A platform admin's operator key (every venue): what the tests act as unless they say otherwise."""
+    return operator_key(settings.database_url)
+
+
+@pytest.fixture
+def client(settings: Settings, platform_key: str) -> Iterator[TestClient]:
+    with TestClient(create_app(settings), headers=bearer(platform_key)) as c:
         yield c

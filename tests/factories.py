@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from shapely.geometry.base import BaseGeometry
 
 from mallfence.spatial.projection import LocalProjection
+from tests.auth import app_key
 
 ANCHOR = (-2.2426, 53.4808)  # lon, lat
 PROJ = LocalProjection(*ANCHOR)
@@ -50,7 +51,7 @@ def create_zone(client: TestClient, slug: str, local: BaseGeometry, **fields: An
 
 
 def register(client: TestClient, slug: str = "mall") -> tuple[str, dict[str, str]]:
-    r = client.post("/v1/devices", json={"venue": slug, "platform": "stub"})
+    r = client.post("/v1/devices", json={"venue": slug, "platform": "stub"}, headers=app_key(client, slug))
     assert r.status_code == 201, r.text
     body = r.json()
     return body["device_id"], {"Authorization": f"Bearer {body['token']}"}

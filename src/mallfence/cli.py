@@ -257,6 +257,65 @@ def cmd_segments(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    """Create an operator key: the first one (a platform admin) can only come from here."""
+    from sqlalchemy import select
+
+    from mallfence.auth import service
+    from mallfence.venues.models import Venue
+
+    settings = _settings(args)
+    engine = make_engine(settings.database_url)
+    migrate.upgrade(engine)
+    try:
+        with transaction(make_session_factory(engine)) as session:
+            ids = None
+            if not args.all_venues:
+                found = dict(session.execute(select(Venue.slug, Venue.id).where(Venue.slug.in_(args.venue))).all())
+                missing = [v for v in args.venue if v not in found]
+                if missing:
+                    print(f"no venue {missing[0]!r}", file=sys.stderr)
+                    return 2
+                ids = list(found.values())
+            key, secret = service.create_key(session, name=args.name, role=args.role, venue_ids=ids)
+    finally:
+        engine.dispose()
+    print(f"key {key.id} ({key.role}, {'every venue' if ids is None else ', '.join(args.venue)}): {secret}")
+    print("store it now: it is not shown again", file=sys.stderr)
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from mallfence.auth.models import ApiKey
+
+    engine = make_engine(_settings(args).database_url)
+    with make_session_factory(engine)() as session:
+        for k in session.scalars(select(ApiKey).order_by(ApiKey.id)):
+            state = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
+            where = "every venue" if k.all_venues else f"venues {k.venue_ids}"
+            print(f"{k.id:>4}  {k.prefix}…  {k.role:<8} {where:<20} {state:<20} {k.name}")
+    engine.dispose()
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from mallfence.auth import service
+
+    engine = make_engine(_settings(args).database_url)
+    try:
+        with transaction(make_session_factory(engine)) as session:
+            key = service.revoke_key(session, key_id=args.id)
+    except NotFound as exc:
+        print(exc.message, file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    print(f"key {key.id} ({key.prefix}…) revoked")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from mallfence.demo import run_demo
 
@@ -286,6 +345,20 @@ def parser() -> argparse.ArgumentParser:
     dispatch.add_argument("--batch", type=int, help="notifications claimed per pass (MALLFENCE_DISPATCH_BATCH)")
     dispatch.add_argument("--lease-s", type=float, default=60.0, help="how long a claim holds before others retake it")
     dispatch.set_defaults(func=cmd_dispatch)
+
+    keys = sub.add_parser("keys", help="operator API keys")
+    k_sub = keys.add_subparsers(dest="keys_command", required=True)
+    k_new = k_sub.add_parser("create", help="create a key and print it once")
+    k_new.add_argument("--name", required=True, help="who holds it")
+    k_new.add_argument("--role", choices=("admin", "analyst"), default="admin")
+    scope = k_new.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--venue", action="append", default=[], help="a venue it may use (repeatable)")
+    scope.add_argument("--all-venues", action="store_true", help="every venue: a platform key")
+    k_new.set_defaults(func=cmd_keys_create)
+    k_sub.add_parser("list", help="list keys (never the keys themselves)").set_defaults(func=cmd_keys_list)
+    k_rev = k_sub.add_parser("revoke", help="stop a key at once")
+    k_rev.add_argument("id", type=int)
+    k_rev.set_defaults(func=cmd_keys_revoke)
 
     segments = sub.add_parser("segments", help="recompute every shopper's segment for today (a nightly job)")
     segments.add_argument("--venue", required=True)

@@ -4,12 +4,27 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET = "dev-only-not-a-secret-set-MALLFENCE_SECRET_KEY"  # refused outside development
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MALLFENCE_", env_file=None, extra="ignore")
+
+    # "production" refuses development defaults (the secret key) and turns on HSTS.
+    environment: Literal["development", "production"] = "development"
+    # Signs staff session tokens. Set a long random value in production (e.g. `openssl rand -base64 48`).
+    secret_key: SecretStr = SecretStr(DEV_SECRET)
+    # How long a staff login lasts: a shift, so a lost phone's session ends with it.
+    staff_session_s: float = Field(10 * 3600.0, ge=60, le=7 * 86400)
+    # Browsers may call the API from these origins (the console is served by mallfence itself: none needed).
+    cors_origins: list[str] = []
+    # Host headers accepted ("*" any): stops DNS-rebinding and host-header tricks in front of a proxy.
+    trusted_hosts: list[str] = ["*"]
+    # Largest request body accepted (imports stream up to their own, larger, limits).
+    max_body_bytes: int = Field(1_048_576, ge=1024)
 
     # SQLite file by default so a newcomer needs no server; PostgreSQL+PostGIS in production.
     database_url: str = "sqlite:///./var/mallfence.db"
@@ -76,6 +91,14 @@ class Settings(BaseSettings):
         if not (v.startswith("sqlite") or v.startswith("postgresql")):
             raise ValueError("database_url must be a sqlite:// or postgresql:// URL")
         return v
+
+    @model_validator(mode="after")
+    def _no_dev_secrets_in_production(self) -> Settings:
+        if self.environment == "production":
+            secret = self.secret_key.get_secret_value()
+            if secret == DEV_SECRET or len(secret) < 32:
+                raise ValueError("MALLFENCE_SECRET_KEY must be set to a random value of 32+ characters in production")
+        return self
 
     @property
     def is_postgres(self) -> bool:

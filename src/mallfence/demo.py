@@ -93,18 +93,20 @@ def run_demo(*, shoppers: int, speedup: float, seed: int, venue_file: str, durat
 
         names: dict[str, str] = {}  # device id -> shopper name, for the decision log
 
-        with BackgroundServer(settings) as url:
+        key = _operator_key(settings)
+        with BackgroundServer(settings) as url, httpx.Client(base_url=url, headers={
+                "Authorization": f"Bearer {key}"}, timeout=15.0) as ops:
             print(f"mallfence serving on {url} (OpenAPI at {url}/docs); local FCM at {fcm.url}")
-            staff, staffed = _hire_staff(url, slug)
-            campaigns = {c["id"]: c["name"] for c in watch.setup_engagement(url, slug, staffed[:4])}
+            staff, staffed = _hire_staff(ops, slug)
+            campaigns = {c["id"]: c["name"] for c in watch.setup_engagement(ops, slug, staffed[:4])}
             located = "every second one on beacons" if locator == "mixed" else "GPS"
             print(f"{shoppers} shoppers at {speedup:g}x speed ({located}), with wishlists and click-and-collect "
                   f"orders; staff apps in {len(staff)} stores; campaigns: {', '.join(campaigns.values())} under a "
                   "budget of two pushes a day\n")
             stop = threading.Event()
-            helpers = [threading.Thread(target=watch.operator, args=(url, slug, stop, say), daemon=True),
+            helpers = [threading.Thread(target=watch.operator, args=(ops, slug, stop, say), daemon=True),
                        threading.Thread(target=watch.fcm, args=(fcm, stop, say), daemon=True),
-                       threading.Thread(target=watch.decisions, args=(url, slug, names, campaigns, stop, say),
+                       threading.Thread(target=watch.decisions, args=(ops, slug, names, campaigns, stop, say),
                                         daemon=True),
                        threading.Thread(target=watch.staff_alerts, args=(url, staff, stop, say), daemon=True)]
             for t in helpers:
@@ -113,7 +115,7 @@ def run_demo(*, shoppers: int, speedup: float, seed: int, venue_file: str, durat
                 result = asyncio.run(run_shoppers(url, slug, shoppers=shoppers, speedup=speedup, seed=seed,
                                                   on_event=show, on_push=ws_push, background_every=3,
                                                   max_duration_s=duration_s, locator=locator, scan_qr=True,
-                                                  staff_tokens=staff, on_card=card, commerce=True,
+                                                  staff_tokens=staff, on_card=card, commerce=True, api_key=key,
                                                   on_order=collected,
                                                   on_register=lambda name, device: names.__setitem__(device, name)))
             except StubError as exc:
@@ -126,7 +128,7 @@ def run_demo(*, shoppers: int, speedup: float, seed: int, venue_file: str, durat
                 stop.set()
                 for t in helpers:
                     t.join(timeout=5)
-            statuses = Counter(n["status"] for n in httpx.get(f"{url}/v1/venues/{slug}/notifications",
+            statuses = Counter(n["status"] for n in ops.get(f"/v1/venues/{slug}/notifications",
                                                               params={"limit": 500}).json())
         print()
         print(result.format())
@@ -134,12 +136,25 @@ def run_demo(*, shoppers: int, speedup: float, seed: int, venue_file: str, durat
     return 0 if result.ok and result.events else 1
 
 
-def _hire_staff(url: str, slug: str) -> tuple[tuple[str, ...], list[int]]:
+def _operator_key(settings: Settings) -> str:
+    """The demo's platform admin key, made as `mallfence keys create` would."""
+    from mallfence.auth import service
+    from mallfence.db import make_engine, make_session_factory, transaction
+
+    engine = make_engine(settings.database_url)
+    try:
+        with transaction(make_session_factory(engine)) as session:
+            return service.create_key(session, name="demo", role="admin", venue_ids=None)[1]
+    finally:
+        engine.dispose()
+
+
+def _hire_staff(ops: httpx.Client, slug: str) -> tuple[tuple[str, ...], list[int]]:
     """One staff app in each of a few stores, the ones with QR codes first: (their tokens, the store ids)."""
-    stores = httpx.get(f"{url}/v1/venues/{slug}/stores").json()
-    coded = {c.get("store_id") for c in httpx.get(f"{url}/v1/venues/{slug}/qr-codes").json()}
+    stores = ops.get(f"/v1/venues/{slug}/stores").json()
+    coded = {c.get("store_id") for c in ops.get(f"/v1/venues/{slug}/qr-codes").json()}
     picked = sorted(stores, key=lambda st: (st["id"] not in coded, st["id"]))[:STAFFED_STORES]
-    tokens = tuple(httpx.post(f"{url}/v1/venues/{slug}/staff", json={"store_id": st["id"], "name": f"Desk {i + 1}"})
+    tokens = tuple(ops.post(f"/v1/venues/{slug}/staff", json={"store_id": st["id"], "name": f"Desk {i + 1}"})
                    .json()["token"] for i, st in enumerate(picked))
     return tokens, [st["id"] for st in picked]
 

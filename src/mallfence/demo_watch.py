@@ -18,9 +18,9 @@ Say = Callable[[str, str], None]
 ANNOUNCE_AFTER_S = 20.0  # wall seconds before the operator's one announcement to the whole mall
 
 
-def setup_engagement(url: str, slug: str, store_ids: list[int]) -> list[dict[str, Any]]:
+def setup_engagement(ops: httpx.Client, slug: str, store_ids: list[int]) -> list[dict[str, Any]]:
     """A tight push budget and two campaigns that compete for it: what the demo's decisions are about."""
-    r = httpx.put(f"{url}/v1/venues/{slug}/push-policy",
+    r = ops.put(f"/v1/venues/{slug}/push-policy",
                   json={"max_per_day": 2, "max_per_week": 5, "min_gap_s": 120, "quiet_hours": None})
     r.raise_for_status()
     made = []
@@ -35,22 +35,22 @@ def setup_engagement(url: str, slug: str, store_ids: list[int]) -> list[dict[str
          "targets": {"store_ids": store_ids},
          "content": {"title": "Welcome in", "body": "10 % off one item today with this push."}},
     ):
-        r = httpx.post(f"{url}/v1/venues/{slug}/campaigns", json=body)
+        r = ops.post(f"/v1/venues/{slug}/campaigns", json=body)
         r.raise_for_status()
         made.append(r.json())
     return made
 
 
-def operator(url: str, slug: str, stop: threading.Event, say: Say) -> None:
+def operator(ops: httpx.Client, slug: str, stop: threading.Event, say: Say) -> None:
     """Plays the mall operator: one announcement to everyone in the mall, backgrounded apps too."""
     if stop.wait(ANNOUNCE_AFTER_S):
         return
-    venue_zones = httpx.get(f"{url}/v1/venues/{slug}/zones", params={"kind": "venue"}).json()
+    venue_zones = ops.get(f"/v1/venues/{slug}/zones", params={"kind": "venue"}).json()
     if not venue_zones:
         return
     note = {"zone_id": venue_zones[0]["id"], "title": "Late opening tonight: shops open until 22:00",
             "body": "Enjoy the evening at Harbourside.", "category": "operator", "dedupe_key": "demo-late"}
-    sent = httpx.post(f"{url}/v1/venues/{slug}/notifications", json=note).json()
+    sent = ops.post(f"/v1/venues/{slug}/notifications", json=note).json()
     say("push", f"operator     push   '{note['title']}' to {sent.get('devices', 0)} shopper(s) in the mall")
 
 
@@ -69,13 +69,13 @@ def fcm(server: LocalFcm, stop: threading.Event, say: Say) -> None:
             return
 
 
-def decisions(url: str, slug: str, names: dict[str, str], campaigns: dict[int, str], stop: threading.Event,
-              say: Say) -> None:
+def decisions(ops: httpx.Client, slug: str, names: dict[str, str], campaigns: dict[int, str],
+              stop: threading.Event, say: Say) -> None:
     """Prints every decision the engine logs: what went out, what was held back and why."""
     last = 0
     while not stop.wait(0.5):
         try:
-            rows = httpx.get(f"{url}/v1/venues/{slug}/decisions", params={"limit": 200}).json()
+            rows = ops.get(f"/v1/venues/{slug}/decisions", params={"limit": 200}).json()
         except httpx.HTTPError:
             continue
         for d in sorted((r for r in rows if r["id"] > last), key=lambda r: r["id"]):

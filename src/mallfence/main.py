@@ -9,12 +9,15 @@ import uuid
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from mallfence import errors, migrate
+from mallfence.auth import router as auth_router
 from mallfence.commerce import inbound as commerce_inbound
 from mallfence.commerce import listeners as commerce_listeners
 from mallfence.commerce import offers as commerce_offers
@@ -23,6 +26,7 @@ from mallfence.commerce import service as commerce_service
 from mallfence.commerce.inbound_router import router as commerce_inbound_router
 from mallfence.commerce.router import devices as wishlist_router
 from mallfence.commerce.router import operators as commerce_router
+from mallfence.commerce.router import public as stock_router
 from mallfence.config import Settings
 from mallfence.db import make_engine, make_session_factory, transaction
 from mallfence.delivery import webhooks
@@ -36,6 +40,7 @@ from mallfence.devices.router import router as devices_router
 from mallfence.devices.router import shoppers as shoppers_router
 from mallfence.engagement import decide as engagement
 from mallfence.engagement import router as engagement_api
+from mallfence.middleware import AuditLog, BodyLimit, SecurityHeaders
 from mallfence.runtime import Runtime, shared_parts
 from mallfence.staff import identity
 from mallfence.staff.router import devices as identity_router
@@ -48,6 +53,7 @@ from mallfence.tracking.router import router as tracking_router
 from mallfence.venues.beacon_router import router as beacons_router
 from mallfence.venues.qr_router import router as qr_router
 from mallfence.venues.router import router as venues_router
+from mallfence.venues.router import venue as venue_router
 from mallfence.venues.snapshot import SnapshotRegistry
 
 log = logging.getLogger("mallfence")
@@ -152,6 +158,16 @@ def create_app(settings: Settings | None = None, *, fcm_sender: FcmSender | None
         lifespan=lifespan,
     )
     errors.install(app)
+    # Outermost first: host check, CORS, size limit and headers before anything runs; the audit log
+    # innermost, where the route and the caller are known.
+    app.add_middleware(AuditLog)
+    app.add_middleware(SecurityHeaders, hsts=settings.environment == "production")
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
+                           allow_headers=["Authorization", "Content-Type", "X-App-Key"])
+    if settings.trusted_hosts != ["*"]:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
 
     @app.exception_handler(IntegrityError)
     async def _integrity(_request: Request, _exc: IntegrityError) -> JSONResponse:
@@ -168,7 +184,12 @@ def create_app(settings: Settings | None = None, *, fcm_sender: FcmSender | None
             return JSONResponse({"status": "unavailable", "database": type(exc).__name__}, status_code=503)
         return JSONResponse({"status": "ok"})
 
+    app.include_router(auth_router.keys)
+    app.include_router(auth_router.me)
+    app.include_router(auth_router.staff_login)
+    app.include_router(auth_router.venue)
     app.include_router(venues_router)
+    app.include_router(venue_router)
     app.include_router(beacons_router)
     app.include_router(qr_router)
     app.include_router(devices_router)
@@ -186,5 +207,6 @@ def create_app(settings: Settings | None = None, *, fcm_sender: FcmSender | None
     app.include_router(webhooks_router)
     app.include_router(commerce_router)
     app.include_router(wishlist_router)
+    app.include_router(stock_router)
     app.include_router(commerce_inbound_router)
     return app

@@ -1,5 +1,6 @@
 """Every ORM model, imported once so metadata and Alembic see all tables."""
 
+from mallfence.auth.models import ApiKey, AuditEntry, ConsentRecord
 from mallfence.commerce.models import InboundDelivery, Order, Product, Purchase, StockLevel, WishlistItem
 from mallfence.db import Base
 from mallfence.delivery.models import DeliveryAttempt, Notification, PushToken, WebhookDelivery, WebhookEndpoint
@@ -10,8 +11,8 @@ from mallfence.tracking.models import Event
 from mallfence.venues.models import Beacon, Level, QrCode, SigningKey, Store, Venue, Zone
 
 __all__ = [
-    "Base", "Beacon", "Campaign", "Decision", "DeliveryAttempt", "Device", "Event", "IdentityCode",
-    "InboundDelivery", "Level", "Notification", "Order", "Product", "Purchase", "PushToken", "QrCode", "Shopper",
-    "ShopperSegment", "SigningKey", "StaffMember", "StockLevel", "Store", "Venue", "WebhookDelivery",
-    "WebhookEndpoint", "WishlistItem", "Zone",
+    "ApiKey", "AuditEntry", "Base", "Beacon", "Campaign", "ConsentRecord", "Decision", "DeliveryAttempt", "Device",
+    "Event", "IdentityCode", "InboundDelivery", "Level", "Notification", "Order", "Product", "Purchase", "PushToken",
+    "QrCode", "Shopper", "ShopperSegment", "SigningKey", "StaffMember", "StockLevel", "Store", "Venue",
+    "WebhookDelivery", "WebhookEndpoint", "WishlistItem", "Zone",
 ]

@@ -9,6 +9,7 @@ import pytest
 import shapely
 from fastapi.testclient import TestClient
 
+from tests.auth import app_key
 from tests.factories import START, create_venue, create_zone, fix
 
 FOOD = shapely.box(0, 0, 30, 20)
@@ -27,7 +28,8 @@ def mall(client: TestClient) -> dict:
 
 
 def shopper(client: TestClient, *, marketing: bool = True, locale: str | None = None) -> tuple[str, dict]:
-    r = client.post("/v1/devices", json={"venue": "mall", "platform": "stub", "locale": locale})
+    r = client.post("/v1/devices", json={"venue": "mall", "platform": "stub", "locale": locale},
+                    headers=app_key(client, "mall"))
     device, auth = r.json()["device_id"], {"Authorization": f"Bearer {r.json()['token']}"}
     client.put(f"/v1/devices/{device}/consent", headers=auth,
                json={"location": True, "marketing": marketing, "analytics": True, "version": "1"})

@@ -8,6 +8,7 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.auth import app_key
 from tests.commerce_factories import build_mall, commerce_secret, product, signed, stock
 from tests.factories import START, fix
 
@@ -18,7 +19,7 @@ OPEN = {"max_per_day": 5, "max_per_week": 20, "min_gap_s": 0, "quiet_hours": Non
 def mall(client: TestClient) -> dict:
     ids = build_mall(client)
     client.put("/v1/venues/mall/push-policy", json=OPEN)
-    r = client.post("/v1/devices", json={"venue": "mall", "platform": "stub"})
+    r = client.post("/v1/devices", json={"venue": "mall", "platform": "stub"}, headers=app_key(client, "mall"))
     device, auth = r.json()["device_id"], {"Authorization": f"Bearer {r.json()['token']}"}
     client.put("/v1/venues/mall/shoppers/link", json={"device_id": device, "loyalty_id": "L-1"})
     product(client, "TR-2", "Trail Runner 2")

@@ -15,6 +15,7 @@ from mallfence.delivery.dispatcher import Dispatcher, DispatchPolicy
 from mallfence.delivery.fcm import InMemorySender
 from mallfence.delivery.models import Notification
 from mallfence.main import create_app
+from tests.auth import bearer
 from tests.factories import create_venue, create_zone, fix, register
 
 TOKEN = "fcm-token-of-the-test-phone-0001"
@@ -26,10 +27,10 @@ def fcm() -> InMemorySender:
 
 
 @pytest.fixture
-def client(settings: Settings, fcm: InMemorySender) -> Iterator[TestClient]:
+def client(settings: Settings, fcm: InMemorySender, platform_key: str) -> Iterator[TestClient]:
     """The app without its background dispatcher: tests run dispatch passes themselves."""
     settings.dispatcher_enabled = False
-    with TestClient(create_app(settings, fcm_sender=fcm)) as c:
+    with TestClient(create_app(settings, fcm_sender=fcm), headers=bearer(platform_key)) as c:
         yield c
 
 

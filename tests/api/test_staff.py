@@ -16,6 +16,7 @@ from mallfence.errors import DomainError
 from mallfence.staff import identity
 from mallfence.staff.models import IdentityCode, StaffMember
 from mallfence.venues.models import Venue
+from tests.auth import staff_session
 from tests.factories import create_venue, create_zone, fix, register
 
 BOOKS = shapely.box(0, 0, 20, 20)
@@ -35,7 +36,8 @@ def hire(client: TestClient, store_id: int, name: str = "Ana", slug: str = "mall
                     json={"store_id": store_id, "name": name, **kw})
     assert r.status_code == 201, r.text
     member = r.json()
-    member["auth"] = {"Authorization": f"Bearer {member['token']}"}
+    member["auth"] = staff_session(client, member["token"])  # the app logs its credential in for a session
+    member["session"] = member["auth"]["Authorization"].removeprefix("Bearer ")
     return member
 
 
@@ -58,14 +60,20 @@ def test_staff_accounts_and_their_tokens(client: TestClient, mall: dict) -> None
     assert me.status_code == 200 and me.json()["id"] == ana["id"] and "token" not in me.json()
     assert [m["name"] for m in client.get("/v1/venues/mall/staff", params={"store_id": mall["books"]}).json()] == [
         "Ana"]
-    assert client.get("/v1/staff/me").status_code == 401
-    assert client.get("/v1/staff/me", headers={"Authorization": "Bearer mfs_nope"}).status_code == 401
+    assert client.get("/v1/staff/me", headers={"Authorization": ""}).status_code == 401
+    assert client.post("/v1/staff/login", json={"credential": "mfs_nope"}).status_code == 401
+    # the credential itself does not open staff endpoints: only a session does
+    r = client.get("/v1/staff/me", headers={"Authorization": f"Bearer {ana['token']}"})
+    assert r.status_code == 401 and "logs in first" in r.json()["detail"]
     fresh = client.post(f"/v1/venues/mall/staff/{ana['id']}/token").json()["token"]
-    assert client.get("/v1/staff/me", headers=ana["auth"]).status_code == 401  # the lost phone's token
-    assert client.get("/v1/staff/me", headers={"Authorization": f"Bearer {fresh}"}).status_code == 200
+    assert client.get("/v1/staff/me", headers=ana["auth"]).status_code == 401  # the lost phone's session ends
+    assert client.post("/v1/staff/login", json={"credential": ana["token"]}).status_code == 401
+    session = staff_session(client, fresh)
+    assert client.get("/v1/staff/me", headers=session).status_code == 200
     client.patch(f"/v1/venues/mall/staff/{ana['id']}", json={"active": False})
-    r = client.get("/v1/staff/me", headers={"Authorization": f"Bearer {fresh}"})
+    r = client.get("/v1/staff/me", headers=session)
     assert r.status_code == 403 and "switched off" in r.json()["detail"]
+    assert client.post("/v1/staff/login", json={"credential": fresh}).status_code == 403
     assert client.delete(f"/v1/venues/mall/staff/{ana['id']}").status_code == 204
     assert client.get(f"/v1/venues/mall/staff/{ana['id']}").status_code == 404
 
@@ -228,7 +236,7 @@ def test_colleagues_see_the_scan_on_the_store_stream(client: TestClient, mall: d
     ana, bo = hire(client, mall["books"]), hire(client, mall["books"], "Bo")
     cy = hire(client, mall["shoes"], "Cy")
     device, auth = register(client)
-    with client.websocket_connect(f"/v1/staff/stream?token={bo['token']}") as books, \
+    with client.websocket_connect(f"/v1/staff/stream?token={bo['session']}") as books, \
             client.websocket_connect("/v1/staff/stream", headers=cy["auth"]) as shoes:
         assert books.receive_json() == {"type": "hello", "staff_id": bo["id"], "store_id": mall["books"],
                                         "venue": "mall"}

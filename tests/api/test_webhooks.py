@@ -24,6 +24,7 @@ from mallfence.delivery.models import Notification, WebhookDelivery
 from mallfence.delivery.webhook_dispatcher import WebhookDispatcher, WebhookPolicy
 from mallfence.delivery.webhooks import verify_signature
 from mallfence.main import create_app
+from tests.auth import bearer
 from tests.factories import create_venue, create_zone, fix, register
 
 TOKEN = "fcm-token-of-the-test-phone-0001"
@@ -99,10 +100,10 @@ def fcm() -> InMemorySender:
 
 
 @pytest.fixture
-def client(settings: Settings, fcm: InMemorySender) -> Iterator[TestClient]:
+def client(settings: Settings, fcm: InMemorySender, platform_key: str) -> Iterator[TestClient]:
     """The app with no background dispatchers: tests run the passes themselves."""
-    quiet = Settings(**{**settings.model_dump(), "dispatcher_enabled": False, "webhooks_enabled": False})
-    with TestClient(create_app(quiet, fcm_sender=fcm)) as c:
+    quiet = settings.model_copy(update={"dispatcher_enabled": False, "webhooks_enabled": False})
+    with TestClient(create_app(quiet, fcm_sender=fcm), headers=bearer(platform_key)) as c:
         yield c
 
 

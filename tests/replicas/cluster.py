@@ -17,6 +17,8 @@ import httpx
 import pytest
 import redis
 
+from tests.auth import operator_key
+
 REDIS_URL = os.environ.get("MALLFENCE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 REQUIRE_REDIS = os.environ.get("MALLFENCE_REQUIRE_REDIS") == "1"
 
@@ -107,6 +109,7 @@ class Cluster:
     b: Replica
     redis_url: str
     prefix: str
+    api_key: str = ""  # a platform admin's operator key, for the tests' operator calls
 
     def redis(self) -> redis.Redis:
         return redis.Redis.from_url(self.redis_url, decode_responses=True, socket_connect_timeout=1)
@@ -139,7 +142,7 @@ def cluster(database_url: str, redis_url: str, logs: Path) -> Iterator[Cluster]:
         b.start()
         a.wait_ready()
         b.wait_ready()
-        c = Cluster(a, b, redis_url, prefix)
+        c = Cluster(a, b, redis_url, prefix, operator_key(database_url))
         c.wait_subscribed()
         yield c
     finally:

@@ -12,13 +12,16 @@ from typing import Any
 import httpx
 from websockets.sync.client import ClientConnection, connect
 
+from tests.auth import app_key, bearer
 from tests.factories import create_venue
 from tests.replicas.cluster import Cluster, Replica
 
 
 @contextlib.contextmanager
 def clients(c: Cluster) -> Iterator[tuple[httpx.Client, httpx.Client]]:
-    with httpx.Client(base_url=c.a.url, timeout=10) as a, httpx.Client(base_url=c.b.url, timeout=10) as b:
+    headers = bearer(c.api_key)
+    with httpx.Client(base_url=c.a.url, timeout=10, headers=headers) as a, \
+            httpx.Client(base_url=c.b.url, timeout=10, headers=headers) as b:
         yield a, b
 
 
@@ -29,7 +32,7 @@ def new_venue(client: httpx.Client) -> str:
 
 
 def register(client: httpx.Client, slug: str) -> tuple[str, str, dict[str, str]]:
-    r = client.post("/v1/devices", json={"venue": slug, "platform": "stub"})
+    r = client.post("/v1/devices", json={"venue": slug, "platform": "stub"}, headers=app_key(client, slug))
     assert r.status_code == 201, r.text
     body = r.json()
     return body["device_id"], body["token"], {"Authorization": f"Bearer {body['token']}"}

@@ -24,6 +24,7 @@ from mallfence.main import create_app
 from mallfence.presence.machine import DeviceState, ZonePresence
 from mallfence.presence.redis_store import RedisStateStore, connect
 from mallfence.presence.store import InMemoryStateStore
+from tests.auth import bearer, operator_key
 from tests.factories import create_venue, create_zone, fix, register
 from tests.replicas.cluster import drop_prefix
 
@@ -69,6 +70,7 @@ def http_fix(url: str, n: int = 2000) -> None:
             settings = Settings(database_url=f"sqlite:///{Path(tmp) / name}.db", redis_url=redis_url,
                                 redis_prefix=prefix, presence_sweep_interval_s=3600, dispatcher_enabled=False)
             c = stack.enter_context(TestClient(create_app(settings)))
+            c.headers.update(bearer(operator_key(settings.database_url)))  # the app has migrated the file now
             create_venue(c, "mall")
             create_zone(c, "mall", shapely.box(0, 0, 20, 20))
             device, auth = register(c, "mall")

@@ -11,6 +11,7 @@ import pytest
 import shapely
 from websockets.sync.client import ClientConnection
 
+from tests.auth import bearer
 from tests.factories import create_zone, fix
 from tests.replicas.cluster import Cluster, ThrowawayRedis, cluster
 from tests.replicas.helpers import clients, new_venue, next_message, post_fixes, register, socket_announced, stream
@@ -43,7 +44,7 @@ def test_replicas_survive_a_redis_restart(throwaway_redis: ThrowawayRedis, sqlit
             assert r.status_code == 503, r.text
             for replica in (c.a, c.b):
                 assert httpx.get(f"{replica.url}/healthz").status_code == 200
-                assert httpx.get(f"{replica.url}/v1/venues/{slug}").status_code == 200
+                assert httpx.get(f"{replica.url}/v1/venues/{slug}", headers=bearer(c.api_key)).status_code == 200
             _pong(ws)  # the open socket is untouched
             time.sleep(1.0)  # let the replicas notice and back off a few times
 

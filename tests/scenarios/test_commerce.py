@@ -15,26 +15,29 @@ from mallfence.cli import import_file
 from mallfence.config import Settings
 from mallfence.server import BackgroundServer
 from mobile_stub import run_shoppers
+from tests.auth import bearer
 
 ZONES = Path(__file__).parents[2] / "zones"
 
 pytestmark = pytest.mark.scenario
 
 
-def test_shoppers_collect_their_orders_at_the_staff_desk(settings: Settings) -> None:
+def test_shoppers_collect_their_orders_at_the_staff_desk(settings: Settings, platform_key: str) -> None:
     import_file(settings, ZONES / "harbourside-mall.geojson", None)
     cards: list[tuple[str, dict[str, Any]]] = []
     collected: list[tuple[str, dict[str, Any]]] = []
-    with BackgroundServer(settings) as url:
-        stores = httpx.get(f"{url}/v1/venues/harbourside/stores").json()
-        tokens = tuple(httpx.post(f"{url}/v1/venues/harbourside/staff",
+    with BackgroundServer(settings) as url, httpx.Client(base_url=url, headers=bearer(platform_key),
+                                                             timeout=15) as ops:
+        stores = ops.get("/v1/venues/harbourside/stores").json()
+        tokens = tuple(ops.post("/v1/venues/harbourside/staff",
                                   json={"store_id": st["id"], "name": f"Desk of {st['name']}"}).json()["token"]
                        for st in stores)
-        summary = asyncio.run(run_shoppers(url, "harbourside", shoppers=4, speedup=150, seed=3, staff_tokens=tokens,
+        summary = asyncio.run(run_shoppers(url, "harbourside", api_key=platform_key,
+                                           shoppers=4, speedup=150, seed=3, staff_tokens=tokens,
                                            commerce=True, on_card=lambda s, c: cards.append((s, c)),
                                            on_order=lambda s, o: collected.append((s, o))))
-        orders = httpx.get(f"{url}/v1/venues/harbourside/orders").json()
-        keys = [k for k in httpx.get(f"{url}/v1/venues/harbourside/signing-keys").json() if k["purpose"] == "commerce"]
+        orders = ops.get("/v1/venues/harbourside/orders").json()
+        keys = [k for k in ops.get("/v1/venues/harbourside/signing-keys").json() if k["purpose"] == "commerce"]
     assert summary.ok and not summary.errors, summary.format()
     assert cards and all(card["wishlist"] for _, card in cards), "every stub shopper saved something"
     assert orders and {o["status"] for o in orders} == {"collected"}, [(o["external_id"], o["status"]) for o in orders]

@@ -15,26 +15,28 @@ from mallfence.cli import import_file
 from mallfence.config import Settings
 from mallfence.server import BackgroundServer
 from mobile_stub import run_shoppers
+from tests.auth import bearer
 
 MALL = Path(__file__).parents[2] / "zones" / "harbourside-mall.geojson"
 
 pytestmark = pytest.mark.scenario
 
 
-def test_campaigns_and_commerce_share_one_budget(settings: Settings) -> None:
+def test_campaigns_and_commerce_share_one_budget(settings: Settings, platform_key: str) -> None:
     import_file(settings, MALL, None)
     pushes: dict[str, list[dict]] = defaultdict(list)
     devices: dict[str, str] = {}
-    with BackgroundServer(settings) as url:
-        stores = [s["id"] for s in httpx.get(f"{url}/v1/venues/harbourside/stores").json()]
-        staff = tuple(httpx.post(f"{url}/v1/venues/harbourside/staff", json={"store_id": s, "name": f"S{s}"})
+    with BackgroundServer(settings) as url, httpx.Client(base_url=url, headers=bearer(platform_key),
+                                                             timeout=15) as ops:
+        stores = [s["id"] for s in ops.get("/v1/venues/harbourside/stores").json()]
+        staff = tuple(ops.post("/v1/venues/harbourside/staff", json={"store_id": s, "name": f"S{s}"})
                       .json()["token"] for s in stores)
-        campaigns = {c["id"]: c for c in demo_watch.setup_engagement(url, "harbourside", stores[:10])}
+        campaigns = {c["id"]: c for c in demo_watch.setup_engagement(ops, "harbourside", stores[:10])}
         summary = asyncio.run(run_shoppers(
-            url, "harbourside", shoppers=4, speedup=150, seed=3, commerce=True, staff_tokens=staff,
-            on_push=lambda name, msg: pushes[name].append(msg),
+            url, "harbourside", api_key=platform_key, shoppers=4, speedup=150, seed=3, commerce=True,
+            staff_tokens=staff, on_push=lambda name, msg: pushes[name].append(msg),
             on_register=lambda name, device: devices.__setitem__(name, device)))
-        log = httpx.get(f"{url}/v1/venues/harbourside/decisions", params={"limit": 1000}).json()
+        log = ops.get("/v1/venues/harbourside/decisions", params={"limit": 1000}).json()
     assert summary.ok and not summary.errors, summary.format()
     by_device: dict[str, list[dict]] = defaultdict(list)
     for d in log:

@@ -13,24 +13,27 @@ from mallfence.cli import import_beacons_file, import_file, import_qr_file
 from mallfence.config import Settings
 from mallfence.server import BackgroundServer
 from mobile_stub import ShopperEvent, run_shoppers
+from tests.auth import bearer
 
 ZONES = Path(__file__).parents[2] / "zones"
 
 pytestmark = pytest.mark.scenario
 
 
-def test_beacon_shoppers_enter_stores_and_staff_see_their_card(settings: Settings) -> None:
+def test_beacon_shoppers_enter_stores_and_staff_see_their_card(settings: Settings, platform_key: str) -> None:
     import_file(settings, ZONES / "harbourside-mall.geojson", None)
     assert import_beacons_file(settings, ZONES / "harbourside-beacons.geojson", None).beacons == 466
     assert import_qr_file(settings, ZONES / "harbourside-qr.json", None).codes == 6
     events: list[ShopperEvent] = []
     cards: list[tuple[str, dict]] = []
-    with BackgroundServer(settings) as url:
-        stores = httpx.get(f"{url}/v1/venues/harbourside/stores").json()
-        tokens = tuple(httpx.post(f"{url}/v1/venues/harbourside/staff",
+    with BackgroundServer(settings) as url, httpx.Client(base_url=url, headers=bearer(platform_key),
+                                                             timeout=15) as ops:
+        stores = ops.get("/v1/venues/harbourside/stores").json()
+        tokens = tuple(ops.post("/v1/venues/harbourside/staff",
                                   json={"store_id": st["id"], "name": f"Staff of {st['name']}"}).json()["token"]
                        for st in stores)
-        summary = asyncio.run(run_shoppers(url, "harbourside", shoppers=2, speedup=150, seed=5, locator="beacons",
+        summary = asyncio.run(run_shoppers(url, "harbourside", api_key=platform_key,
+                                           shoppers=2, speedup=150, seed=5, locator="beacons",
                                            scan_qr=True, staff_tokens=tokens, on_event=events.append,
                                            on_card=lambda shopper, card: cards.append((shopper, card))))
     assert summary.ok and not summary.errors, summary.format()

@@ -13,19 +13,22 @@ from mallfence.cli import import_file
 from mallfence.config import Settings
 from mallfence.server import BackgroundServer
 from mobile_stub import ShopperEvent, run_shoppers
+from tests.auth import bearer
 
 MALL = Path(__file__).parents[2] / "zones" / "harbourside-mall.geojson"
 
 pytestmark = pytest.mark.scenario
 
 
-def test_shoppers_get_enter_dwell_exit_for_the_stores_they_visit(settings: Settings) -> None:
+def test_shoppers_get_enter_dwell_exit_for_the_stores_they_visit(settings: Settings, platform_key: str) -> None:
     import_file(settings, MALL, None)
     received: list[ShopperEvent] = []
-    with BackgroundServer(settings) as url:
-        summary = asyncio.run(run_shoppers(url, "harbourside", shoppers=3, speedup=150, seed=11,
+    with BackgroundServer(settings) as url, httpx.Client(base_url=url, headers=bearer(platform_key),
+                                                             timeout=15) as ops:
+        summary = asyncio.run(run_shoppers(url, "harbourside", api_key=platform_key,
+                                           shoppers=3, speedup=150, seed=11,
                                            on_event=received.append))
-        venue = httpx.get(f"{url}/v1/venues/harbourside").json()
+        venue = ops.get("/v1/venues/harbourside").json()
     assert summary.ok and not summary.errors, summary.format()
     assert summary.fixes_accepted == summary.fixes_sent > 500
     assert venue["zone_count"] == 100

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from mallfence.auth.deps import AppOrOperator, VenueAccess
 from mallfence.commerce import listeners, nearby, orders, purchases, stock_csv, wishlists
 from mallfence.commerce import service as svc
 from mallfence.commerce.models import Order
@@ -37,7 +38,8 @@ from mallfence.errors import Invalid, Issue, PayloadTooLarge
 from mallfence.runtime import Runtime
 from mallfence.venues import service as venue_service
 
-operators = APIRouter(prefix="/v1/venues/{slug}", tags=["commerce"])
+operators = APIRouter(prefix="/v1/venues/{slug}", tags=["commerce"], dependencies=[VenueAccess])
+public = APIRouter(prefix="/v1/venues/{slug}", tags=["commerce"], dependencies=[AppOrOperator])
 devices = APIRouter(prefix="/v1/devices", tags=["wishlists"])
 
 SkuPath = Annotated[str, Path(pattern=SKU_PATTERN)]
@@ -118,7 +120,7 @@ async def import_stock(slug: str, request: Request, rt: RuntimeDep) -> StockImpo
                                    rebuild=False)
 
 
-@operators.get("/stock", response_model=WhereInStock)
+@public.get("/stock", response_model=WhereInStock)
 def where_in_stock(slug: str, s: SessionDep, sku: Annotated[str, Query(pattern=SKU_PATTERN)],
                    lon: Annotated[float | None, Query(ge=-180, le=180)] = None,
                    lat: Annotated[float | None, Query(ge=-90, le=90)] = None,

@@ -7,13 +7,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
+from mallfence.auth.deps import VenueAccess
 from mallfence.db import transaction
 from mallfence.delivery import schemas, service
 from mallfence.deps import CurrentDevice, RuntimeDep, SessionDep
 from mallfence.venues import service as venue_service
 
 devices = APIRouter(prefix="/v1/devices", tags=["push"])
-venues = APIRouter(prefix="/v1/venues", tags=["notifications"])
+venues = APIRouter(prefix="/v1/venues/{slug}", tags=["notifications"], dependencies=[VenueAccess])
 
 Status = Annotated[str | None, Query(pattern="^(pending|awaiting_ack|sent|waiting|delivered|expired|failed)$")]
 
@@ -52,7 +53,7 @@ def device_notifications(
     return [service.out(s, n) for n in service.listing(s, device_id=device.id, after_id=after_id, limit=limit)]
 
 
-@venues.post("/{slug}/notifications", status_code=202, response_model=schemas.SendResult)
+@venues.post("/notifications", status_code=202, response_model=schemas.SendResult)
 def send_notifications(slug: str, body: schemas.NotificationIn, rt: RuntimeDep) -> schemas.SendResult:
     """Queue a push for each target device; delivery happens in the background (see the status)."""
     with transaction(rt.sessions) as s:
@@ -67,7 +68,7 @@ def send_notifications(slug: str, body: schemas.NotificationIn, rt: RuntimeDep) 
     return result
 
 
-@venues.get("/{slug}/notifications", response_model=list[schemas.NotificationOut])
+@venues.get("/notifications", response_model=list[schemas.NotificationOut])
 def venue_notifications(
     slug: str, s: SessionDep, status: Status = None, device_id: str | None = None,
     after_id: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -77,7 +78,7 @@ def venue_notifications(
     return [service.out(s, n) for n in notes]
 
 
-@venues.get("/{slug}/notifications/{notification_id}", response_model=schemas.NotificationOut)
+@venues.get("/notifications/{notification_id}", response_model=schemas.NotificationOut)
 def venue_notification(slug: str, notification_id: int, s: SessionDep) -> schemas.NotificationOut:
     venue = venue_service.get_venue(s, slug=slug)
     return service.out(s, service.get(s, notification_id=notification_id, venue_id=venue.id), history=True)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from mallfence.auth.deps import VenueAccess
 from mallfence.db import transaction
 from mallfence.delivery import webhook_schemas as schemas
 from mallfence.delivery import webhooks
@@ -19,7 +20,7 @@ from mallfence.errors import Conflict, NotFound
 from mallfence.venues import service as venue_service
 from mallfence.venues.models import Venue
 
-router = APIRouter(prefix="/v1/venues/{slug}/webhooks", tags=["webhooks"])
+router = APIRouter(prefix="/v1/venues/{slug}/webhooks", tags=["webhooks"], dependencies=[VenueAccess])
 
 MAX_ENDPOINTS_PER_VENUE = 20  # every event is written once per endpoint: keep the fan-out bounded
 Status = Annotated[str | None, Query(pattern="^(pending|delivered|failed)$")]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
+from fastapi import APIRouter, Header
+
+from mallfence.auth import service as auth_service
+from mallfence.auth.deps import VenueAccess
 from mallfence.db import transaction
 from mallfence.deps import CurrentDevice, RuntimeDep, SessionDep, write_venue
 from mallfence.devices import service
@@ -11,13 +15,17 @@ from mallfence.devices.schemas import ConsentIn, ConsentOut, DeviceRegister, Dev
 from mallfence.venues import service as venue_service
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
-shoppers = APIRouter(prefix="/v1/venues/{slug}/shoppers", tags=["shoppers"])
+shoppers = APIRouter(prefix="/v1/venues/{slug}/shoppers", tags=["shoppers"], dependencies=[VenueAccess])
 
 
 @router.post("", status_code=201, response_model=DeviceRegistered)
-def register_device(body: DeviceRegister, rt: RuntimeDep) -> DeviceRegistered:
+def register_device(body: DeviceRegister, rt: RuntimeDep,
+                    x_app_key: Annotated[str | None, Header(description="the venue's app key")] = None,
+                    ) -> DeviceRegistered:
+    """An app install registers with its venue's app key (``X-App-Key``): the only thing that key allows."""
     with transaction(rt.sessions) as s:
         venue = venue_service.get_venue(s, slug=body.venue)
+        auth_service.check_app_key(venue, x_app_key)
         device, token = service.register(s, venue=venue, data=body)
         return DeviceRegistered(device_id=device.id, token=token, venue=venue.slug)
 

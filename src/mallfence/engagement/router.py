@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy import func, select, update
 
+from mallfence.auth.deps import AnyOperator, VenueAccess
 from mallfence.db import transaction
 from mallfence.delivery.models import Notification
 from mallfence.deps import CurrentDevice, RuntimeDep, SessionDep, write_venue
@@ -17,11 +18,11 @@ from mallfence.devices import service as device_service
 from mallfence.engagement import schemas, simulate
 from mallfence.engagement import service as svc
 from mallfence.engagement.decide import segment_of
-from mallfence.engagement.models import Decision, ShopperSegment
+from mallfence.engagement.models import Campaign, Decision, ShopperSegment
 from mallfence.errors import NotFound
 from mallfence.venues import service as venue_service
 
-venues = APIRouter(prefix="/v1/venues/{slug}", tags=["engagement"])
+venues = APIRouter(prefix="/v1/venues/{slug}", tags=["engagement"], dependencies=[VenueAccess])
 campaigns = APIRouter(prefix="/v1/campaigns", tags=["engagement"])
 devices = APIRouter(prefix="/v1/devices", tags=["engagement"])
 
@@ -61,10 +62,19 @@ def delete_campaign(slug: str, campaign_id: int, rt: RuntimeDep) -> Response:
     return Response(status_code=204)
 
 
+def campaign_reader(campaign_id: int, caller: AnyOperator, s: SessionDep) -> Campaign:
+    """The campaign, for an operator key with access to its venue (another venue's: as if it did not exist)."""
+    campaign = svc.get_campaign(s, campaign_id=campaign_id)
+    if not caller.sees(campaign.venue_id):
+        raise NotFound(f"campaign {campaign_id} not found")
+    return campaign
+
+
 @campaigns.post("/{campaign_id}/simulate", response_model=schemas.SimulateOut)
-def simulate_campaign(campaign_id: int, body: schemas.SimulateIn, s: SessionDep) -> schemas.SimulateOut:
+def simulate_campaign(body: schemas.SimulateIn, s: SessionDep,
+                      campaign: Annotated[Campaign, Depends(campaign_reader)]) -> schemas.SimulateOut:
     """Dry run on a device's recorded walk or on a list of events: nothing is stored or sent."""
-    return simulate.simulate(s, campaign=svc.get_campaign(s, campaign_id=campaign_id), data=body)
+    return simulate.simulate(s, campaign=s.merge(campaign), data=body)
 
 
 @venues.get("/push-policy", response_model=schemas.PushPolicy)

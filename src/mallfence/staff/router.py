@@ -8,16 +8,18 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Response, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, Path, Query, Response, WebSocket, WebSocketDisconnect
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from mallfence.auth import service as auth_service
+from mallfence.auth.deps import StaffSession, VenueAccess
 from mallfence.commerce import orders as commerce_orders
 from mallfence.commerce.schemas import DB_ID_MAX, OrderOut
 from mallfence.db import transaction
 from mallfence.deps import CurrentDevice, RuntimeDep, SessionDep, bearer_token, write_venue
 from mallfence.devices.models import Device
-from mallfence.errors import DomainError
+from mallfence.errors import DomainError, Unauthorized
 from mallfence.runtime import Runtime
 from mallfence.staff import cards, identity
 from mallfence.staff import service as svc
@@ -38,7 +40,7 @@ from mallfence.tracking.models import Event
 from mallfence.venues import service as venue_service
 from mallfence.venues.models import Store, Venue
 
-operators = APIRouter(prefix="/v1/venues/{slug}/staff", tags=["staff accounts"])
+operators = APIRouter(prefix="/v1/venues/{slug}/staff", tags=["staff accounts"], dependencies=[VenueAccess])
 staff = APIRouter(prefix="/v1/staff", tags=["staff"])
 devices = APIRouter(prefix="/v1/devices", tags=["staff"])
 
@@ -101,9 +103,13 @@ def delete_staff(slug: str, staff_id: int, rt: RuntimeDep) -> Response:
 
 
 # -- staff: who am I, scan a shopper ------------------------------------------------------------------
-def current_staff(rt: RuntimeDep, authorization: Annotated[str | None, Header()] = None) -> StaffMember:
+def current_staff(caller: StaffSession, rt: RuntimeDep) -> StaffMember:
+    """The staff member of the session (a session token from POST /v1/staff/login)."""
     with rt.sessions() as session:
-        return svc.authenticate(session, token=bearer_token(authorization))
+        member = session.get(StaffMember, caller.id)
+        if member is None:
+            raise Unauthorized("staff account removed: log in again")
+        return member
 
 
 CurrentStaff = Annotated[StaffMember, Depends(current_staff)]
@@ -186,9 +192,14 @@ def collect_order(order_id: Annotated[int, Path(ge=1, le=DB_ID_MAX)], member: Cu
 
 
 def _authenticate(rt: Runtime, token: str | None) -> tuple[StaffMember, str]:
+    if not token:
+        raise Unauthorized("missing staff session: ?token=<session from POST /v1/staff/login>")
     with rt.sessions() as session:
-        member = svc.authenticate(session, token=token)
-        venue = session.get(Venue, member.venue_id)
+        caller = auth_service.staff(session, token=token, secret_key=rt.settings.secret_key.get_secret_value())
+        member = session.get(StaffMember, caller.id)
+        venue = session.get(Venue, caller.venue_ids and next(iter(caller.venue_ids)))
+        if member is None:
+            raise Unauthorized("staff account removed")
         return member, venue.slug if venue else ""
 
 
@@ -200,7 +211,7 @@ async def staff_stream(websocket: WebSocket, token: str | None = None) -> None:
     await websocket.accept()
     try:
         member, slug = await run_in_threadpool(
-            _authenticate, rt, bearer_token(websocket.headers.get("authorization")) or token)
+            _authenticate, rt, token or bearer_token(websocket.headers.get("authorization")))
     except DomainError as exc:
         await websocket.close(CLOSE_BAD_TOKEN, exc.message[:120])
         return

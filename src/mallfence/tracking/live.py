@@ -14,7 +14,11 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from starlette.concurrency import run_in_threadpool
 
+from mallfence.auth.deps import resolve
+from mallfence.deps import bearer_token
+from mallfence.errors import DomainError, Forbidden
 from mallfence.runtime import Runtime
 from mallfence.tracking.schemas import EventOut, FixIn
 from mallfence.venues import service as venue_service
@@ -60,17 +64,23 @@ def publish(rt: Runtime, *, venue_id: int, device_id: str, fix: FixIn | None, so
 
 
 @router.websocket("/{slug}/live")
-async def live(websocket: WebSocket, slug: str) -> None:
-    """Positions (``position``) and zone events (``event``) of the venue's shoppers as they happen."""
+async def live(websocket: WebSocket, slug: str, token: str | None = None) -> None:
+    """Positions (``position``) and zone events (``event``) of the venue's shoppers as they happen.
+    Needs an operator key with access to the venue (``?token=``: browsers set no headers on websockets)."""
     rt: Runtime = websocket.app.state.runtime
     await websocket.accept()
-    with rt.sessions() as session:
-        try:
+    try:
+        caller = await run_in_threadpool(resolve, rt, token or bearer_token(websocket.headers.get("authorization"))
+                                         or "")
+        with rt.sessions() as session:
             venue = venue_service.get_venue(session, slug=slug)
-        except Exception as exc:  # NotFound: say so and close
-            await websocket.close(4404, str(getattr(exc, "message", exc))[:120])
-            return
-        venue_id = venue.id
+            venue_id = venue.id
+        if caller.kind != "operator" or not caller.sees(venue_id):
+            raise Forbidden(f"this key has no access to venue {slug!r}")
+    except DomainError as exc:
+        await websocket.close(4404 if exc.status_code == 404 else 4401 if exc.status_code == 401 else 4403,
+                              exc.message[:120])
+        return
     key = channel(venue_id)
     queue = rt.hub.subscribe(key)
     _watched.pop((id(rt), key), None)  # publish from now on, not after the cached "nobody watches" runs out

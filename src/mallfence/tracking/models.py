@@ -40,3 +40,6 @@ class Event(Base):
     floor: Mapped[int | None] = mapped_column(Integer)
     # Scans only: what was scanned (QR code, product SKU, store, staff member).
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Why the fix behind it looks spoofed ("speed", "mock_location", "far_from_beacons"): such events never
+    # trigger marketing pushes.
+    flags: Mapped[list[str] | None] = mapped_column(JSON)

@@ -101,7 +101,7 @@ async def stream(websocket: WebSocket, device_id: str, token: str | None = None)
     await websocket.accept()
     try:
         device = await run_in_threadpool(
-            _authenticate, rt, device_id, bearer_token(websocket.headers.get("authorization")) or token
+            _authenticate, rt, device_id, token or bearer_token(websocket.headers.get("authorization"))
         )
     except NotFound as exc:
         await websocket.close(CLOSE_UNKNOWN_DEVICE, exc.message[:120])

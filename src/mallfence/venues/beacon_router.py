@@ -7,13 +7,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
+from mallfence.auth.deps import VenueAccess
 from mallfence.deps import RuntimeDep, SessionDep, write_venue
 from mallfence.errors import Invalid, Issue, PayloadTooLarge
 from mallfence.venues import beacon_service as svc
 from mallfence.venues import service as venue_service
 from mallfence.venues.beacon_schemas import BeaconImportSummary, BeaconIn, BeaconOut, BeaconUpdate, UnknownBeacon
 
-router = APIRouter(prefix="/v1/venues/{slug}/beacons", tags=["beacons"])
+router = APIRouter(prefix="/v1/venues/{slug}/beacons", tags=["beacons"], dependencies=[VenueAccess])
 MAX_IMPORT_BYTES = 10 * 1024 * 1024
 _IMPORT_BODY = {"requestBody": {"required": True, "content": {
     "text/csv": {"schema": {"type": "string"}, "example": "key,lon,lat,level,power_1m,zone\n"

@@ -28,6 +28,9 @@ class Venue(Base):
     path_loss_exponent: Mapped[float] = mapped_column(Float, default=2.5, server_default="2.5")
     # The push budget per shopper (engagement.rules.Policy fields); {} means the defaults.
     push_policy: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
+    # The public key built into the venue's app (auth.service): it only lets an install register.
+    app_key: Mapped[str | None] = mapped_column(String(64))
+    app_key_previous: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 
+from mallfence.auth.deps import VenueAccess
 from mallfence.db import transaction
 from mallfence.deps import RuntimeDep, SessionDep, write_venue
 from mallfence.errors import Invalid, Issue
@@ -23,7 +24,7 @@ from mallfence.venues.qr_schemas import (
     SigningKeyOut,
 )
 
-router = APIRouter(prefix="/v1/venues/{slug}", tags=["qr codes"])
+router = APIRouter(prefix="/v1/venues/{slug}", tags=["qr codes"], dependencies=[VenueAccess])
 Purpose = Literal["qr", "identity", "commerce"]
 
 

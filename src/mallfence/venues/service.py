@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import asdict
 from typing import Any
 
@@ -38,7 +39,7 @@ def create_venue(session: Session, *, data: schemas.VenueCreate) -> Venue:
         raise Conflict(f"venue {data.slug!r} already exists")
     venue = Venue(
         slug=data.slug, name=data.name, timezone=data.timezone, anchor_lon=data.anchor[0], anchor_lat=data.anchor[1],
-        path_loss_exponent=data.path_loss_exponent,
+        path_loss_exponent=data.path_loss_exponent, app_key="mfa_" + secrets.token_urlsafe(18),
     )
     session.add(venue)
     session.flush()

@@ -1,0 +1,147 @@
+"""ASGI middleware: request size limit, security headers, and the audit log of operator and staff actions.
+
+Plain ASGI rather than BaseHTTPMiddleware: they sit in front of the ingest hot path, where a per-request
+task and body copy would cost more than the checks themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mallfence.db import transaction
+
+log = logging.getLogger("mallfence.audit")
+Headers = list[tuple[bytes, bytes]]
+
+# Reads that reveal personal data are audited like changes.
+AUDITED_READS = ("/export", "/purchases", "/decisions", "/audit")
+API_CSP = b"default-src 'none'; frame-ancestors 'none'"
+
+
+async def _refuse(send: Send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with a 413 (imports stream to limits of their own)."""
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or "/import" in scope["path"]:
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await _refuse(send, 413, f"request body of {int(value)} bytes is over the {self.limit}-byte limit")
+                return
+        seen = 0
+        started = False
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge
+            return message
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, tracked)
+        except _TooLarge:
+            if not started:
+                await _refuse(send, 413, f"request body is over the {self.limit}-byte limit")
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class SecurityHeaders:
+    """The headers a JSON API should send; HSTS in production (behind TLS)."""
+
+    def __init__(self, app: ASGIApp, *, hsts: bool):
+        self.app = app
+        self.common: Headers = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
+                                (b"referrer-policy", b"no-referrer"),
+                                (b"permissions-policy", b"geolocation=(), camera=(), microphone=()")]
+        if hsts:
+            self.common.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        # the API docs load their page script from a CDN; the console sets its own policy
+        csp = None if path.startswith(("/docs", "/redoc", "/console")) else API_CSP
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + self.common + (
+                    [(b"content-security-policy", csp)] if csp else [])
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+class AuditLog:
+    """After each request by an operator or a staff member that changed (or read personal) data: a row in
+    the audit log saying who, what, which venue, and how it ended."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status: dict[str, int] = {}
+
+        async def watch(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, watch)
+        principal = (scope.get("state") or {}).get("principal")
+        method = scope["method"]
+        if principal is None or (method in ("GET", "HEAD") and not scope["path"].endswith(AUDITED_READS)):
+            return
+        route = scope.get("route")
+        action = f"{method} {getattr(route, 'path', scope['path'])}"[:64]
+        params = dict(scope.get("path_params") or {})
+        try:
+            await run_in_threadpool(_write, scope["app"].state.runtime, principal, action, params,
+                                    status.get("code", 500))
+        except Exception:  # the request already happened: losing its audit row must be loud, not fatal
+            log.exception("audit log write failed for %s by %s", action, principal.actor)
+
+
+def _write(rt: Any, principal: Any, action: str, params: dict[str, Any], status: int) -> None:
+    from sqlalchemy import select
+
+    from mallfence.auth.models import AuditEntry
+    from mallfence.venues.models import Venue
+
+    slug = params.pop("slug", None)
+    target = ", ".join(f"{k}={v}" for k, v in params.items())[:200] or None
+    with transaction(rt.sessions) as session:
+        venue_id = session.scalar(select(Venue.id).where(Venue.slug == slug)) if slug else None
+        session.add(AuditEntry(actor=principal.actor, action=action, venue_id=venue_id, target=target,
+                               status=status, detail={"slug": slug} if slug and venue_id is None else {}))
