@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import hypothesis
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
@@ -29,6 +30,17 @@ TABLES = ("audit_log", "consent_records", "api_keys",
           "decisions", "shopper_segments", "campaigns", "delivery_attempts", "notifications", "push_tokens",
           "webhook_deliveries", "webhook_endpoints", "identity_codes", "staff_members", "qr_codes", "beacons",
           "signing_keys", "events", "devices", "shoppers", "stores", "zones", "levels", "venues")
+
+
+# Hypothesis's per-example deadline measures the machine, not the code: on a loaded 2-core CI box an
+# example that takes 20 ms alone takes 300. Tests check behaviour; bench/ measures time.
+hypothesis.settings.register_profile("mallfence", deadline=None)
+hypothesis.settings.load_profile("mallfence")
+
+
+# Tests fire requests far faster than apps and operators do; the rate limits have tests of their own.
+UNLIMITED = {"device_rate_per_s": 1e6, "device_burst": 1e6, "operator_rate_per_s": 1e6, "operator_burst": 1e6,
+             "public_rate_per_min": 1e8}
 
 
 def _pg_unavailable(reason: str) -> None:
@@ -51,6 +63,9 @@ def postgis_url() -> Iterator[str]:
     except sa.exc.OperationalError as exc:
         admin.dispose()
         _pg_unavailable(f"cannot connect to {url.render_as_string()}: {exc.orig}")
+    except BaseException:  # the skip above, too: an undisposed pool warns at exit, and warnings are errors here
+        admin.dispose()
+        raise
     test_url = url.set(database=name).render_as_string(hide_password=False)
     engine = make_engine(test_url)
     migrate.upgrade(engine)
@@ -90,7 +105,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, auto_migrate=True, presence_sweep_interval_s=3600)
+    return Settings(database_url=database_url, auto_migrate=True, presence_sweep_interval_s=3600, **UNLIMITED)
 
 
 @pytest.fixture

@@ -257,6 +257,22 @@ def cmd_segments(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_purge(args: argparse.Namespace) -> int:
+    """Apply the retention settings now (the server also does it every ``purge_interval_s``)."""
+    from mallfence.privacy import service as privacy
+
+    settings = _settings(args)
+    engine = make_engine(settings.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            done = privacy.purge(session, retention=privacy.Retention.of(settings))
+            session.rollback() if args.dry_run else session.commit()
+    finally:
+        engine.dispose()
+    print(json.dumps({"dry_run": args.dry_run, "affected": done}))
+    return 0
+
+
 def cmd_keys_create(args: argparse.Namespace) -> int:
     """Create an operator key: the first one (a platform admin) can only come from here."""
     from sqlalchemy import select
@@ -363,6 +379,11 @@ def parser() -> argparse.ArgumentParser:
     segments = sub.add_parser("segments", help="recompute every shopper's segment for today (a nightly job)")
     segments.add_argument("--venue", required=True)
     segments.set_defaults(func=cmd_segments)
+
+    purge = sub.add_parser("purge", help="apply retention: drop old positions, events, decisions, payloads, "
+                           "audit entries (MALLFENCE_RETENTION_*_DAYS)")
+    purge.add_argument("--dry-run", action="store_true", help="count what would go, change nothing")
+    purge.set_defaults(func=cmd_purge)
 
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True)

@@ -25,6 +25,16 @@ class Settings(BaseSettings):
     trusted_hosts: list[str] = ["*"]
     # Largest request body accepted (imports stream up to their own, larger, limits).
     max_body_bytes: int = Field(1_048_576, ge=1024)
+    # Rate limits (per process; see mallfence.ratelimit). A device streams ~1 fix a second and replays
+    # queued batches after being offline: 10/s with a burst of 40 leaves room for both, not for a flood.
+    device_rate_per_s: float = Field(10.0, gt=0)
+    device_burst: float = Field(40.0, ge=1)
+    operator_rate_per_s: float = Field(20.0, gt=0)  # per operator key or staff session
+    operator_burst: float = Field(100.0, ge=1)
+    # Registering devices and staff logins, per client address: cheap to ask, so capped.
+    public_rate_per_min: float = Field(60.0, gt=0)
+    # One websocket message (a batch of fixes or scans) at most this large.
+    max_ws_message_bytes: int = Field(262_144, ge=1024)
 
     # SQLite file by default so a newcomer needs no server; PostgreSQL+PostGIS in production.
     database_url: str = "sqlite:///./var/mallfence.db"
@@ -42,6 +52,18 @@ class Settings(BaseSettings):
     max_fix_age_s: float = Field(24 * 3600.0, gt=0)
     # A fix further than this from the venue anchor is not about this venue (swapped lat/lon, wrong venue).
     max_venue_distance_m: float = Field(5_000.0, gt=0)
+    # Spoofing heuristics (tracking.suspect): faster than this between two fixes is not a shopper walking.
+    max_speed_m_s: float = Field(12.0, gt=0)
+    # A GPS fix further than this from where beacons or a QR code placed the device moments ago is suspect.
+    spoof_truth_radius_m: float = Field(50.0, gt=0)
+    # Retention (privacy.service.purge, run by `mallfence purge` and hourly by the server): the position
+    # behind an event, events with decisions and notifications, delivered webhook payloads, the audit log.
+    retention_positions_days: float = Field(7.0, gt=0)
+    retention_events_days: float = Field(365.0, gt=0)
+    retention_webhooks_days: float = Field(30.0, gt=0)
+    retention_audit_days: float = Field(730.0, gt=0)
+    purge_interval_s: float = Field(3600.0, gt=0)
+
     # A device silent for this long has left: its open visits are closed with reason "timeout".
     presence_timeout_s: float = Field(900.0, gt=0)
     presence_sweep_interval_s: float = Field(30.0, gt=0)

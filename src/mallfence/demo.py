@@ -46,8 +46,10 @@ def run_demo(*, shoppers: int, speedup: float, seed: int, venue_file: str, durat
     for stale in DEMO_DB.parent.glob(DEMO_DB.name + "*"):
         stale.unlink()
     with LocalFcm() as fcm:
+        # The shoppers live at `speedup` times real time: their apps send that many times more per second.
         settings = Settings(database_url=f"sqlite:///{DEMO_DB}", fcm_credentials_file=fcm.credentials_file,
-                            fcm_base_url=fcm.url, ack_timeout_s=10.0)
+                            fcm_base_url=fcm.url, ack_timeout_s=10.0, device_rate_per_s=max(10.0, 5 * speedup),
+                            device_burst=max(40.0, 20 * speedup))
         try:
             summary = import_file(settings, path, None)
         except (Invalid, DomainError) as exc:

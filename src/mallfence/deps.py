@@ -47,7 +47,9 @@ def current_device(
     authorization: Annotated[str | None, Header()] = None,
 ) -> Device:
     with rt.sessions() as session:
-        return device_service.authenticate(session, device_id=device_id, token=bearer_token(authorization))
+        device = device_service.authenticate(session, device_id=device_id, token=bearer_token(authorization))
+    rt.rate.device.take(device.id, "device")
+    return device
 
 
 CurrentDevice = Annotated[Device, Depends(current_device)]

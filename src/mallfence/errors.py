@@ -6,8 +6,9 @@ same shape as FastAPI's own 422s (``detail: [{loc, msg, type}]``) so clients par
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -84,8 +85,66 @@ def collect(errors: Iterable[Invalid]) -> Invalid | None:
     return Invalid(issues) if issues else None
 
 
+INT64 = 2**63 - 1
+
+
+def out_of_range(path: Mapping[str, Any], query: Mapping[str, Any]) -> list[dict[str, object]]:
+    """The 422 issues for a number too large to store or look up, at its place when the URL has it."""
+    issues = [Issue((where, name), f"{value} is out of range (ids and counts are at most {INT64})").as_dict()
+              for where, params in (("path", path), ("query", query)) for name, value in params.items()
+              if isinstance(value, str) and value.lstrip("-").isdigit() and abs(int(value)) > INT64]
+    return issues or [Issue(("body",), "a number is out of range for what it is stored as").as_dict()]
+
+
+# Every operation may answer with these; the schema says so, so clients (and the fuzz test) can rely on it.
+ERROR_SCHEMA: dict[str, Any] = {
+    "title": "Error",
+    "type": "object",
+    "required": ["detail"],
+    "properties": {"detail": {"anyOf": [
+        {"type": "string", "description": "what went wrong, in words"},
+        {"type": "array", "description": "the problems with the input, each at its place",
+         "items": {"type": "object", "required": ["loc", "msg", "type"],
+                   "properties": {"loc": {"type": "array", "items": {"anyOf": [{"type": "string"},
+                                                                               {"type": "integer"}]}},
+                                  "msg": {"type": "string"}, "type": {"type": "string"}}}},
+    ]}},
+}
+ERROR_RESPONSES = {
+    "4XX": "refused: 400 bad request, 401 no or wrong credentials, 403 not allowed, 404 not found, 409 conflict, "
+           "410 used up or expired, 413 too large, 422 invalid input (detail lists each problem), 429 too many "
+           "requests (Retry-After says when to retry)",
+    "503": "a dependency is unavailable; retry",
+}
+
+
+def document(app: FastAPI) -> None:
+    """Add the error responses every operation can give to the OpenAPI schema."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+        content = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                for code, description in ERROR_RESPONSES.items():
+                    operation.setdefault("responses", {}).setdefault(code, {"description": description,
+                                                                            "content": content})
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install(app: FastAPI) -> None:
+    document(app)
     @app.exception_handler(DomainError)
     async def _domain_error(_request: Request, exc: DomainError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+        retry_after = getattr(exc, "retry_after", None)  # TooManyRequests (ratelimit) and 503s that know
+        if retry_after is not None:
+            headers = {"Retry-After": str(retry_after)}
         return JSONResponse(exc.body(), status_code=exc.status_code, headers=headers)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -13,7 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from mallfence import errors, migrate
@@ -41,7 +42,9 @@ from mallfence.devices.router import shoppers as shoppers_router
 from mallfence.engagement import decide as engagement
 from mallfence.engagement import router as engagement_api
 from mallfence.middleware import AuditLog, BodyLimit, SecurityHeaders
-from mallfence.runtime import Runtime, shared_parts
+from mallfence.privacy import service as privacy
+from mallfence.privacy.router import router as privacy_router
+from mallfence.runtime import Limits, Runtime, shared_parts
 from mallfence.staff import identity
 from mallfence.staff.router import devices as identity_router
 from mallfence.staff.router import operators as staff_accounts_router
@@ -50,6 +53,7 @@ from mallfence.tracking import service as tracking_service
 from mallfence.tracking.hub import Hub
 from mallfence.tracking.live import router as live_router
 from mallfence.tracking.router import router as tracking_router
+from mallfence.tracking.router import stats as ingest_stats_router
 from mallfence.venues.beacon_router import router as beacons_router
 from mallfence.venues.qr_router import router as qr_router
 from mallfence.venues.router import router as venues_router
@@ -75,7 +79,7 @@ def build_runtime(settings: Settings) -> Runtime:
                    bus=shared.bus, replica_id=replica_id, closers=shared.closers,
                    listeners=[webhooks.on_events, commerce_listeners.on_events, engagement.on_events],
                    push_sources=[commerce_offers.candidates], out_of_stock=commerce_service.out_of_stock,
-                   spend=commerce_purchases.spend)
+                   spend=commerce_purchases.spend, limits=Limits.of(settings))
 
 
 def _purge_codes(rt: Runtime) -> int:
@@ -88,12 +92,26 @@ def _purge_inbound(rt: Runtime) -> int:
         return commerce_inbound.purge(session)
 
 
+def _retention(rt: Runtime) -> int:
+    """Apply the retention settings, at most every ``purge_interval_s`` (one replica's pass is enough, but
+    several doing it is harmless: the deletes are idempotent)."""
+    now = time.monotonic()
+    if now - rt.last_purge < rt.settings.purge_interval_s:
+        return 0
+    rt.last_purge = now
+    with transaction(rt.sessions) as session:
+        done = privacy.purge(session, retention=privacy.Retention.of(rt.settings))
+    if any(done.values()):
+        log.info("retention purge: %s", done)
+    return sum(done.values())
+
+
 async def _sweep(rt: Runtime) -> None:
     """Close visits of devices that went silent, drop old identity codes and inbound delivery ids, every
-    ``presence_sweep_interval_s``."""
+    ``presence_sweep_interval_s``; apply retention every ``purge_interval_s``."""
     while True:
         await asyncio.sleep(rt.settings.presence_sweep_interval_s)
-        for task in (tracking_service.expire_silent, _purge_codes, _purge_inbound):
+        for task in (tracking_service.expire_silent, _purge_codes, _purge_inbound, _retention):
             try:
                 await run_in_threadpool(task, rt)
             except Exception:  # the next sweep retries; a sweep must never kill the server
@@ -174,6 +192,14 @@ def create_app(settings: Settings | None = None, *, fcm_sender: FcmSender | None
         # Two writers raced on a unique key; the loser's transaction was rolled back whole.
         return JSONResponse({"detail": "conflicts with data written at the same time; retry"}, status_code=409)
 
+    @app.exception_handler(OverflowError)
+    @app.exception_handler(DataError)
+    async def _out_of_range(request: Request, _exc: Exception) -> JSONResponse:
+        # A number the database cannot hold (SQLite: past 64 bits; PostgreSQL: past a column's type): the
+        # request is wrong, not the server. Name the parameter when it is one of the URL's.
+        return JSONResponse({"detail": errors.out_of_range(request.path_params, request.query_params)},
+                            status_code=422)
+
     @app.get("/healthz", tags=["health"])
     def healthz(request: Request) -> JSONResponse:
         rt: Runtime = request.app.state.runtime
@@ -195,6 +221,8 @@ def create_app(settings: Settings | None = None, *, fcm_sender: FcmSender | None
     app.include_router(devices_router)
     app.include_router(shoppers_router)
     app.include_router(tracking_router)
+    app.include_router(ingest_stats_router)
+    app.include_router(privacy_router)
     app.include_router(live_router)
     app.include_router(identity_router)
     app.include_router(staff_accounts_router)

@@ -14,11 +14,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mallfence.db import transaction
+from mallfence.privacy import pseudonym
 
 log = logging.getLogger("mallfence.audit")
 Headers = list[tuple[bytes, bytes]]
 
 # Reads that reveal personal data are audited like changes.
+PERSONAL_PARAMS = ("shopper_id", "device_id")
 AUDITED_READS = ("/export", "/purchases", "/decisions", "/audit")
 API_CSP = b"default-src 'none'; frame-ancestors 'none'"
 
@@ -119,9 +121,11 @@ class AuditLog:
             await send(message)
 
         await self.app(scope, receive, watch)
-        principal = (scope.get("state") or {}).get("principal")
+        state = scope.get("state") or {}
+        principal = state.get("principal")
         method = scope["method"]
-        if principal is None or (method in ("GET", "HEAD") and not scope["path"].endswith(AUDITED_READS)):
+        reads = method in ("GET", "HEAD") and not scope["path"].endswith(AUDITED_READS)
+        if principal is None or state.get("self_audited") or reads:
             return
         route = scope.get("route")
         action = f"{method} {getattr(route, 'path', scope['path'])}"[:64]
@@ -140,7 +144,9 @@ def _write(rt: Any, principal: Any, action: str, params: dict[str, Any], status:
     from mallfence.venues.models import Venue
 
     slug = params.pop("slug", None)
-    target = ", ".join(f"{k}={v}" for k, v in params.items())[:200] or None
+    # Shoppers and devices appear by a one-way hash: the audit log outlives an erasure.
+    target = ", ".join(f"{k}={pseudonym(str(v)) if k in PERSONAL_PARAMS else v}"
+                       for k, v in params.items())[:200] or None
     with transaction(rt.sessions) as session:
         venue_id = session.scalar(select(Venue.id).where(Venue.slug == slug)) if slug else None
         session.add(AuditEntry(actor=principal.actor, action=action, venue_id=venue_id, target=target,

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import Engine
@@ -16,6 +16,8 @@ from mallfence.bus import Bus, LocalBus
 from mallfence.config import Settings
 from mallfence.presence.machine import DeviceState
 from mallfence.presence.store import InMemoryStateStore
+from mallfence.ratelimit import TokenBuckets
+from mallfence.tracking.counters import VenueCounters
 from mallfence.tracking.hub import Directory, Hub
 from mallfence.tracking.listeners import EventBatch, Listener
 from mallfence.tracking.unknown import UnknownBeacons
@@ -79,6 +81,21 @@ def shared_parts(settings: Settings) -> Shared:
 
 
 @dataclass
+class Limits:
+    """The rate limits of this process (see mallfence.ratelimit)."""
+
+    device: TokenBuckets
+    operator: TokenBuckets
+    public: TokenBuckets
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        return cls(device=TokenBuckets(settings.device_rate_per_s, settings.device_burst),
+                   operator=TokenBuckets(settings.operator_rate_per_s, settings.operator_burst),
+                   public=TokenBuckets(settings.public_rate_per_min / 60.0, max(1.0, settings.public_rate_per_min)))
+
+
+@dataclass
 class Runtime:
     settings: Settings
     engine: Engine
@@ -92,6 +109,9 @@ class Runtime:
     replica_id: str = "local"
     closers: list[Callable[[], None]] = field(default_factory=list)
     unknown_beacons: UnknownBeacons = field(default_factory=UnknownBeacons)
+    counters: VenueCounters = field(default_factory=VenueCounters)
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    last_purge: float = float("-inf")  # time.monotonic() of the last retention pass
     # Called in the transaction that stores events (tracking.listeners): webhooks, engagement, commerce.
     listeners: list[Listener] = field(default_factory=list)
     # What else may push on an event besides campaigns (commerce: wishlists, orders), and the stock check
@@ -100,6 +120,13 @@ class Runtime:
     out_of_stock: Callable[[Session, int, Sequence[str]], set[str]] | None = None
     # A shopper's spending per local day (commerce purchases), for segments: ``spend(session, shopper, today)``.
     spend: Callable[[Session, str, date], list[tuple[date, float]]] | None = None
+    limits: Limits | None = None  # built from settings by main.build_runtime
+
+    @property
+    def rate(self) -> Limits:
+        if self.limits is None:
+            self.limits = Limits.of(self.settings)
+        return self.limits
 
     def wake_dispatcher(self) -> None:
         if self.dispatcher is not None:

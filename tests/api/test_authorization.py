@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from mallfence.config import Settings
+from mallfence.devices.models import Device
 from mallfence.main import create_app
 from tests.auth import app_key, bearer, operator_key, staff_session
 from tests.factories import create_venue, create_zone, register
@@ -34,6 +35,7 @@ POLICIES: dict[str, set[str]] = {
     "app": {"app_A"},
     "device": {"device_A"},
     "staff": {"staff_A"},
+    "shopper": {"platform", "admin_A", "device_A"},  # the venue's admins, the shopper's own app (not analysts)
     "signed": set(),  # HMAC-signed by the commerce system: no bearer of any kind opens them
 }
 
@@ -58,6 +60,8 @@ ROUTES: dict[tuple[str, str], str] = {
     ("PUT", "/v1/devices/{device_id}/wishlist/{sku}"): "device",
     ("DELETE", "/v1/devices/{device_id}/wishlist/{sku}"): "device",
     ("GET", "/v1/me"): "caller",
+    ("GET", "/v1/shoppers/{shopper_id}/export"): "shopper",
+    ("DELETE", "/v1/shoppers/{shopper_id}"): "shopper",
     ("POST", "/v1/operator-keys"): "platform",
     ("GET", "/v1/operator-keys"): "platform",
     ("DELETE", "/v1/operator-keys/{key_id}"): "platform",
@@ -79,6 +83,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/v1/venues/{slug}/beacons/export"): "venue_read",
     ("POST", "/v1/venues/{slug}/beacons/import"): "venue_write",
     ("GET", "/v1/venues/{slug}/beacons/unknown"): "venue_read",
+    ("GET", "/v1/venues/{slug}/ingest-stats"): "venue_read",
     ("GET", "/v1/venues/{slug}/beacons/{beacon_id}"): "venue_read",
     ("PATCH", "/v1/venues/{slug}/beacons/{beacon_id}"): "venue_write",
     ("DELETE", "/v1/venues/{slug}/beacons/{beacon_id}"): "venue_write",
@@ -155,7 +160,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("DELETE", "/v1/venues/{slug}/zones/{zone_id}"): "venue_write",
 }
 # Allowed calls that change something for good run last, on things made for them.
-LAST = [("POST", "/v1/venues/{slug}/app-key"), ("DELETE", "/v1/venues/{slug}")]
+LAST = [("POST", "/v1/venues/{slug}/app-key"), ("DELETE", "/v1/shoppers/{shopper_id}"), ("DELETE", "/v1/venues/{slug}")]
 MISSING_ID = "999999"
 
 
@@ -192,18 +197,21 @@ def world(client: TestClient, settings: Settings) -> dict[str, Any]:
         "analyst_A": bearer(operator_key(url, role="analyst", venue_ids=[venue_ids["venue-a"]])),
         "admin_B": bearer(operator_key(url, venue_ids=[venue_ids["venue-b"]])),
         "staff_A": staff_session(client, member["token"]),
-        "device_A": device_auth,
-        "device_other": other_auth,
+        "device_A": {**device_auth, "X-Device-Id": device},
+        "device_other": {**other_auth, "X-Device-Id": _other},
         "app_A": {"Authorization": "", **app_key(client, "venue-a")},
         "app_B": {"Authorization": "", **app_key(client, "venue-b")},
     }
-    return {"who": who, "device": device, "campaign": campaign["id"]}
+    with client.app.state.runtime.sessions() as session:  # type: ignore[attr-defined]
+        shopper = session.get(Device, device).shopper_id
+    return {"who": who, "device": device, "campaign": campaign["id"], "shopper": shopper}
 
 
 def _request(method: str, template: str, world: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     slug = "gone" if (method, template) == ("DELETE", "/v1/venues/{slug}") else "venue-a"
     path = template.replace("{slug}", slug).replace("{device_id}", world["device"]) \
-        .replace("{campaign_id}", str(world["campaign"])).replace("{purpose}", "nope")
+        .replace("{campaign_id}", str(world["campaign"])).replace("{purpose}", "nope") \
+        .replace("{shopper_id}", world["shopper"])
     while "{" in path:  # any other id: one that does not exist (allowed callers then get a 404 or 422)
         start = path.index("{")
         path = path[:start] + MISSING_ID + path[path.index("}") + 1:]
@@ -231,8 +239,9 @@ def test_every_caller_is_allowed_or_refused_as_the_policy_says(client: TestClien
         for identity, headers in world["who"].items():
             path, kwargs = _request(method, template, world)
             r = client.request(method, path, headers=headers, **kwargs)
-            denied = r.status_code in (401, 403) or (r.status_code == 404 and "campaign" in template
-                                                      and identity not in allowed)
+            # a campaign or shopper of another venue is "not found" rather than "forbidden": nothing leaks
+            hidden = "campaign" in template or template.startswith("/v1/shoppers")
+            denied = r.status_code in (401, 403) or (r.status_code == 404 and hidden and identity not in allowed)
             if (identity in allowed) == denied or r.status_code >= 500:
                 wrong.append(f"{method} {template} as {identity}: {r.status_code} {r.text[:120]}")
     assert wrong == [], "\n".join(wrong)
@@ -318,3 +327,42 @@ def test_trusted_hosts_and_cors_are_settings(settings: Settings, platform_key: s
         assert c.get("/healthz").status_code == 400  # the test client says Host: testserver
         ok = c.get("/healthz", headers={"Host": "mall.example", "Origin": "https://app.example"})
         assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == "https://app.example"
+
+
+def test_rate_limits_answer_429_with_retry_after(settings: Settings, platform_key: str) -> None:
+    tight = settings.model_copy(update={"device_rate_per_s": 1.0, "device_burst": 3.0, "operator_rate_per_s": 1.0,
+                                        "operator_burst": 5.0, "public_rate_per_min": 60.0})
+    with TestClient(create_app(tight), headers=bearer(platform_key)) as c:
+        create_venue(c, "venue-a")  # a venue and a level: 2 of the key's 5
+        device, auth = register(c, "venue-a")  # app-key read: 3
+        codes = [c.get(f"/v1/devices/{device}/events", headers=auth).status_code for _ in range(4)]
+        assert codes == [200, 200, 200, 429]
+        r = c.get(f"/v1/devices/{device}/events", headers=auth)
+        assert r.status_code == 429 and 1 <= int(r.headers["retry-after"]) <= 2 and "device" in r.json()["detail"]
+        with c.websocket_connect(f"/v1/devices/{device}/stream", headers=auth) as ws:
+            assert ws.receive_json()["type"] == "hello"
+            ws.send_json({"type": "fix", **fix_at(0)})
+            limited = ws.receive_json()  # the bucket is empty: an error, the socket stays open
+            assert limited["code"] == "rate_limited" and limited["retry_after_s"] > 0
+            ws.send_json({"type": "ping"})
+            assert ws.receive_json()["type"] == "pong"
+        statuses = [c.get("/v1/venues").status_code for _ in range(4)]
+        assert statuses[-1] == 429
+
+
+def test_websocket_messages_have_a_size_limit(client: TestClient) -> None:
+    create_venue(client, "venue-a")
+    device, auth = register(client, "venue-a")
+    with client.websocket_connect(f"/v1/devices/{device}/stream", headers=auth) as ws:
+        assert ws.receive_json()["type"] == "hello"
+        ws.send_text('{"type": "fixes", "fixes": [' + ",".join(['{"x": 1}'] * 40_000) + "]}")
+        error = ws.receive_json()
+        assert error["code"] == "too_large"
+        ws.send_json({"type": "ping"})
+        assert ws.receive_json()["type"] == "pong"
+
+
+def fix_at(t: float) -> dict[str, Any]:
+    from tests.factories import fix
+
+    return fix(1, 1, t)

@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from tests.auth import operator_key
+from tests.conftest import UNLIMITED
 
 REDIS_URL = os.environ.get("MALLFENCE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 REQUIRE_REDIS = os.environ.get("MALLFENCE_REQUIRE_REDIS") == "1"
@@ -70,7 +71,8 @@ class Replica:
     def start(self) -> None:
         env = {**os.environ, "MALLFENCE_REDIS_URL": self.redis_url, "MALLFENCE_REDIS_PREFIX": self.prefix,
                "MALLFENCE_PRESENCE_SWEEP_INTERVAL_S": "3600", "MALLFENCE_LOG_LEVEL": "warning",
-               "MALLFENCE_DISPATCH_POLL_S": "0.1", "PYTHONUNBUFFERED": "1"}
+               "MALLFENCE_DISPATCH_POLL_S": "0.1", "PYTHONUNBUFFERED": "1",
+               **{f"MALLFENCE_{k.upper()}": str(v) for k, v in UNLIMITED.items()}}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "mallfence.cli", "--database-url", self.database_url, "serve",

@@ -48,7 +48,16 @@ def _caller(conn: HTTPConnection, rt: RuntimeDep, authorization: Annotated[str |
             token: Annotated[str | None, Query(include_in_schema=False)] = None) -> Principal:
     principal = resolve(rt, credential(conn, authorization, token))
     conn.state.principal = principal
+    rt.rate.operator.take(principal.actor, "key" if principal.kind == "operator" else "staff member")
     return principal
+
+
+def per_address(conn: HTTPConnection, rt: RuntimeDep) -> None:
+    """Registering and logging in, limited per client address (cheap for a caller, not for the database)."""
+    rt.rate.public.take(conn.client.host if conn.client else "unknown", "address")
+
+
+PerAddress = Depends(per_address)
 
 
 Caller = Annotated[Principal, Depends(_caller)]

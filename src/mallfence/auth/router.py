@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from mallfence.auth import service
-from mallfence.auth.deps import Caller, PlatformAdmin, VenueAdmin
+from mallfence.auth.deps import Caller, PerAddress, PlatformAdmin, VenueAdmin
 from mallfence.auth.models import ApiKey, AuditEntry
 from mallfence.db import transaction
 from mallfence.deps import RuntimeDep, SessionDep
@@ -111,7 +111,7 @@ class LoginOut(BaseModel):
     role: str
 
 
-@staff_login.post("/login", response_model=LoginOut)
+@staff_login.post("/login", response_model=LoginOut, dependencies=[PerAddress])
 def login(body: LoginIn, rt: RuntimeDep) -> LoginOut:
     """A shift's session for a staff app: the credential stays on the phone, the session expires."""
     with transaction(rt.sessions) as s:

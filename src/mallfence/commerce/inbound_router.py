@@ -117,14 +117,16 @@ def _purchase(s: Session, venue: Venue, data: PurchaseIn, _: After) -> tuple[int
                                                          duplicate=duplicate)
 
 
-@router.post("/purchases", response_model=PurchaseRecorded, status_code=201, openapi_extra=_signed(PurchaseIn))
+@router.post("/purchases", response_model=PurchaseRecorded, status_code=201, openapi_extra=_signed(PurchaseIn),
+             responses={200: {"model": PurchaseRecorded, "description": "already stored (duplicate: true)"}})
 async def purchase(slug: str, request: Request) -> JSONResponse:
     """A sale to a known shopper (``shopper_id`` or ``loyalty_id``): 201, or 200 with ``duplicate: true``
     when this ``external_id`` was already stored."""
     return await _handle(request, slug, "purchases", PurchaseIn, _purchase)
 
 
-@router.post("/orders", response_model=OrderWritten, status_code=201, openapi_extra=_signed(OrderIn))
+@router.post("/orders", response_model=OrderWritten, status_code=201, openapi_extra=_signed(OrderIn),
+             responses={200: {"model": OrderWritten, "description": "updated"}})
 async def order(slug: str, request: Request) -> JSONResponse:
     """An order as the commerce system knows it now (created 201, updated 200); status steps as in
     ``POST /v1/venues/{slug}/orders``."""

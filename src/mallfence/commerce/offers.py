@@ -26,7 +26,6 @@ from mallfence.engagement.candidates import PushCandidate
 from mallfence.errors import Invalid
 from mallfence.spatial.projection import LocalProjection
 from mallfence.tracking.listeners import EventBatch
-from mallfence.tracking.models import Event
 from mallfence.tracking.schemas import EventOut
 from mallfence.venues.models import Level, Store, Venue, Zone
 
@@ -59,7 +58,7 @@ def candidates(batch: EventBatch) -> list[PushCandidate]:
     for event in enters:
         day = event.at.astimezone(tz).date().isoformat()
         if event.zone.kind == "venue":  # type: ignore[union-attr]
-            out += _in_stock(session, venue, shopper_id, saved, event, day)
+            out += _in_stock(session, venue, shopper_id, saved, event, day, batch.positions)
             out += _ready(session, venue, shopper_id, event, day)
         else:
             out += _reminders(session, venue, shopper_id, saved, event, day)
@@ -85,12 +84,12 @@ def _places(session: Session, venue: Venue, product_ids: Sequence[int],
     return out
 
 
-def _where(session: Session, venue: Venue, event: EventOut) -> Spot | None:
-    row = session.get(Event, event.id)  # just flushed in this session: no query
-    if row is None or row.lon is None or row.lat is None:
+def _where(positions: dict[int, tuple[float, float, int | None]], venue: Venue, event: EventOut) -> Spot | None:
+    known = positions.get(event.id)  # the fix behind the event (held for this batch, stored only with consent)
+    if known is None:
         return None
     try:
-        return origin_spot(venue, lon=row.lon, lat=row.lat, floor=row.floor)
+        return origin_spot(venue, lon=known[0], lat=known[1], floor=known[2])
     except Invalid:  # a fix far outside the venue (ingest refuses those): no distance rather than no batch
         return None
 
@@ -100,10 +99,10 @@ def _news(name: str, row: StockLevel, where: str) -> str:
 
 
 def _in_stock(session: Session, venue: Venue, shopper_id: str, saved: list[WishlistItem], event: EventOut,
-              day: str) -> list[PushCandidate]:
+              day: str, positions: dict[int, tuple[float, float, int | None]]) -> list[PushCandidate]:
     if not saved:
         return []
-    spot = _where(session, venue, event)
+    spot = _where(positions, venue, event)
     found = _places(session, venue, [s.product_id for s in saved])
     stores = list({place.store_id: place for _, place in found}.values())
     far = dict(zip([p.store_id for p in stores], walking_many(

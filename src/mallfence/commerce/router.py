@@ -59,7 +59,8 @@ async def read_capped(request: Request, limit: int) -> bytes:
 
 
 # -- products --------------------------------------------------------------------------------------------
-@operators.put("/products/{sku}", response_model=ProductOut)
+@operators.put("/products/{sku}", response_model=ProductOut,
+               responses={201: {"model": ProductOut, "description": "created"}})
 def put_product(slug: str, sku: SkuPath, body: ProductIn, rt: RuntimeDep, response: Response) -> ProductOut:
     """Create or replace a catalog entry (201 when new)."""
     product, created = write_venue(rt, slug, lambda s, v: svc.upsert_product(s, venue=v, sku=sku, data=body),
@@ -153,7 +154,8 @@ def write_order(rt: Runtime, slug: str, body: OrderIn) -> OrderWritten:
     return written
 
 
-@operators.post("/orders", response_model=OrderWritten)
+@operators.post("/orders", response_model=OrderWritten,
+                responses={201: {"model": OrderWritten, "description": "created"}})
 def post_order(slug: str, body: OrderIn, rt: RuntimeDep, response: Response) -> OrderWritten:
     """Create an order (201) or bring it to this state (200), by ``external_id``; a status step the order
     cannot take (back, or skipping ready) is a 409 naming both."""
@@ -212,7 +214,8 @@ def get_wishlist(device: CurrentDevice, s: SessionDep) -> list[WishlistItemOut]:
     return wishlists.items_out(s, wishlists.items(s, shopper_id=device.shopper_id))
 
 
-@devices.put("/{device_id}/wishlist/{sku}", response_model=WishlistItemOut)
+@devices.put("/{device_id}/wishlist/{sku}", response_model=WishlistItemOut,
+             responses={201: {"model": WishlistItemOut, "description": "saved now (200: it already was)"}})
 def save_to_wishlist(sku: SkuPath, device: CurrentDevice, rt: RuntimeDep, response: Response) -> WishlistItemOut:
     """Save a product (201; 200 if it already was)."""
     with transaction(rt.sessions) as s:

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header
 
 from mallfence.auth import service as auth_service
-from mallfence.auth.deps import VenueAccess
+from mallfence.auth.deps import PerAddress, VenueAccess
 from mallfence.db import transaction
 from mallfence.deps import CurrentDevice, RuntimeDep, SessionDep, write_venue
 from mallfence.devices import service
@@ -18,7 +18,7 @@ router = APIRouter(prefix="/v1/devices", tags=["devices"])
 shoppers = APIRouter(prefix="/v1/venues/{slug}/shoppers", tags=["shoppers"], dependencies=[VenueAccess])
 
 
-@router.post("", status_code=201, response_model=DeviceRegistered)
+@router.post("", status_code=201, response_model=DeviceRegistered, dependencies=[PerAddress])
 def register_device(body: DeviceRegister, rt: RuntimeDep,
                     x_app_key: Annotated[str | None, Header(description="the venue's app key")] = None,
                     ) -> DeviceRegistered:

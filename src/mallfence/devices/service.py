@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from mallfence.auth.models import ConsentRecord
 from mallfence.devices.models import Device, Shopper
 from mallfence.devices.schemas import ConsentIn, DeviceRegister, ShopperLink, ShopperOut
 from mallfence.errors import NotFound, Unauthorized
@@ -37,8 +38,13 @@ def register(session: Session, *, venue: Venue, data: DeviceRegister) -> tuple[D
 
 def record_consent(session: Session, *, device: Device, data: ConsentIn) -> dict[str, Any]:
     """What the shopper agreed to in the app, with the version of the text they saw and when."""
-    consent = {**data.model_dump(), "recorded_at": datetime.now(UTC).isoformat()}
+    now = datetime.now(UTC)
+    consent = {**data.model_dump(), "recorded_at": now.isoformat()}
     session.execute(update(Device).where(Device.id == device.id).values(consent=consent))
+    # The history, not just the latest choice: when each was given or withdrawn, against which text.
+    session.add(ConsentRecord(device_id=device.id, shopper_id=device.shopper_id, location=data.location,
+                              marketing=data.marketing, analytics=data.analytics, version=data.version,
+                              recorded_at=now))
     return consent
 
 

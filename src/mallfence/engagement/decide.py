@@ -152,13 +152,18 @@ def on_events(batch: EventBatch) -> None:
     exhausted = _exhausted(session, index, [t for _, t in triggers])
     sent_any = False
     handled: set[int] = set()
+    # Without marketing consent a shopper's movements are not looked at for marketing at all: no campaign
+    # is matched and nothing about it is recorded; service pushes (their orders) still go.
+    marketing = shopper.audience.marketing_consent
     for event, trig in triggers:
-        candidates, skipped = match(trig, index, shopper.profile, exhausted)
+        candidates, skipped = match(trig, index, shopper.profile, exhausted) if marketing else ([], [])
         if event.id not in handled:  # commerce speaks once per event, alongside its first trigger
-            candidates += extra.get(event.id, [])
+            candidates += [c for c in extra.get(event.id, []) if marketing or c.category != "marketing"]
             handled.add(event.id)
+        if not candidates and not skipped:
+            continue
         verdicts = decide(candidates, shopper.audience, shopper.ledger, batch.snapshot.policy, trig.at,
-                          out_of_stock=_stock_check(batch))
+                          out_of_stock=_stock_check(batch), suspect=event.flags or ())
         sent_any |= _record(session, device, trig, skipped, verdicts, shopper.ledger)
     if sent_any:
         batch.after_commit.append(batch.rt.wake_dispatcher)

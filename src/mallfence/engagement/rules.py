@@ -3,9 +3,10 @@
 One budget per shopper across every campaign and channel (``Policy``): at most ``max_per_day`` and
 ``max_per_week`` marketing-budget pushes (local calendar day; rolling 7 days), never two within
 ``min_gap_s``, none in quiet hours (venue time), a campaign not again to the same shopper within its
-cooldown, marketing only with marketing consent, nothing from a topic the shopper opted out of, no
-offer for a product that is out in that store. Service pushes (an order is ready) bypass the budget
-and quiet hours: the shopper asked for them; they still count as "a push just happened" for the gap.
+cooldown, marketing only with marketing consent and never for a position that looks spoofed, nothing
+from a topic the shopper opted out of, no offer for a product that is out in that store. Service pushes
+(an order is ready) bypass the budget and quiet hours: the shopper asked for them; they still count as
+"a push just happened" for the gap.
 
 Of the candidates that pass, every service push goes, and of the rest only the highest priority one:
 a shopper gets one marketing push per moment. Each loser is recorded with the winner that beat it.
@@ -26,6 +27,7 @@ WEEK_S = 7 * 86400.0
 
 # Reasons, in the order they are checked; the first that applies is the one recorded.
 NO_CONSENT = "no_marketing_consent"
+SUSPECT = "suspect_location"  # the trigger came from a fix the spoofing checks flagged (tracking/suspect.py)
 OPTED_OUT = "opted_out"
 OUT_OF_STOCK = "out_of_stock"
 COOLDOWN = "campaign_cooldown"
@@ -112,10 +114,13 @@ def _budgeted(c: PushCandidate) -> bool:
 
 
 def _hold(c: PushCandidate, audience: Audience, ledger: Ledger, policy: Policy, now: float,
-          out_of_stock: Callable[[int, Sequence[str]], set[str]] | None) -> tuple[str, dict[str, object]] | None:
+          out_of_stock: Callable[[int, Sequence[str]], set[str]] | None,
+          suspect: Sequence[str] = ()) -> tuple[str, dict[str, object]] | None:
     """The first rule that holds ``c`` back, with the numbers behind it; None if it may go."""
     if c.category == "marketing" and not audience.marketing_consent:
         return NO_CONSENT, {}
+    if c.category == "marketing" and suspect:
+        return SUSPECT, {"flags": list(suspect)}
     if c.topic is not None and c.topic in audience.opt_out:
         return OPTED_OUT, {"topic": c.topic}
     if c.skus and c.store_id is not None and out_of_stock is not None:
@@ -145,16 +150,18 @@ def _hold(c: PushCandidate, audience: Audience, ledger: Ledger, policy: Policy, 
 
 
 def decide(candidates: Sequence[PushCandidate], audience: Audience, ledger: Ledger, policy: Policy, now: float, *,
-           out_of_stock: Callable[[int, Sequence[str]], set[str]] | None = None) -> list[Verdict]:
+           out_of_stock: Callable[[int, Sequence[str]], set[str]] | None = None,
+           suspect: Sequence[str] = ()) -> list[Verdict]:
     """Verdicts for everything that wants to push at ``now``; records what is sent in ``ledger``.
 
     Verdicts come back in the candidates' order. ``out_of_stock(store_id, skus)`` names the SKUs that
-    are out in that store now.
+    are out in that store now; ``suspect``: the spoofing flags of the fix behind the trigger (marketing
+    waits for a position that is not in doubt, service pushes go).
     """
     ledger.trim(now)
     held: dict[int, tuple[str, dict[str, object]]] = {}
     for i, c in enumerate(candidates):
-        hold = _hold(c, audience, ledger, policy, now, out_of_stock)
+        hold = _hold(c, audience, ledger, policy, now, out_of_stock, suspect)
         if hold is not None:
             held[i] = hold
     passing = [i for i in range(len(candidates)) if i not in held]

@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 from mallfence.engagement.matching import TRIGGERS
 from mallfence.engagement.segments import SEGMENTS
@@ -35,6 +35,11 @@ def _url(v: str | None) -> str | None:
 
 
 HHMM = Annotated[str, AfterValidator(_hhmm)]
+# [start, end) as two "HH:MM" strings. Described as a plain two-item array: OpenAPI tools (clients, the fuzz
+# test's schemathesis) handle "items" far better than JSON Schema 2020's "prefixItems".
+Window = Annotated[tuple[HHMM, HHMM], WithJsonSchema({
+    "type": "array", "minItems": 2, "maxItems": 2,
+    "items": {"type": "string", "pattern": _HHMM.pattern, "description": "HH:MM, 24-hour, venue time"}})]
 Url = Annotated[str | None, Field(None, max_length=2048), AfterValidator(_url)]
 
 
@@ -63,7 +68,7 @@ class When(Strict):
     starts_at: AwareDatetime | None = None
     ends_at: AwareDatetime | None = None
     days: list[Day] | None = Field(None, description="weekdays; omit for every day")
-    hours: tuple[HHMM, HHMM] | None = Field(None, description="daily window [start, end); may wrap midnight")
+    hours: Window | None = Field(None, description="daily window [start, end); may wrap midnight")
 
     @model_validator(mode="after")
     def _can_fire(self) -> When:
@@ -183,7 +188,7 @@ class PushPolicy(Strict):
     max_per_day: int = Field(2, ge=0, le=50, description="marketing and wishlist pushes per local day")
     max_per_week: int = Field(5, ge=0, le=200, description="per rolling 7 days")
     min_gap_s: float = Field(1800.0, ge=0, le=86400, description="at least this long between two pushes")
-    quiet_hours: tuple[HHMM, HHMM] | None = Field(("21:00", "09:00"), description="no budgeted pushes [start, end)")
+    quiet_hours: Window | None = Field(("21:00", "09:00"), description="no budgeted pushes [start, end)")
 
 
 class Preferences(Strict):

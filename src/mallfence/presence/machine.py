@@ -76,6 +76,10 @@ class DeviceState:
     # Server wall time (epoch s) when last_ts was accepted: device time goes on at the server's pace, so
     # last_ts + (server now - seen_at) estimates the device's clock now (``device_now``).
     seen_at: float | None = None
+    # For the spoofing checks (tracking.suspect): the last trusted fix (x, y in venue metres, ts, accuracy),
+    # and where beacons or a QR code last placed the device (x, y, trusted until).
+    last_xy: tuple[float, float, float, float] | None = None
+    truth: tuple[float, float, float] | None = None
 
     def clone(self) -> DeviceState:
         return DeviceState(
@@ -84,6 +88,8 @@ class DeviceState:
             self.floor_hint,
             self.radio.clone() if self.radio is not None else None,
             self.seen_at,
+            self.last_xy,
+            self.truth,
         )
 
     def device_now(self, server_now: float) -> float:

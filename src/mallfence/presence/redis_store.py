@@ -141,6 +141,10 @@ def encode(state: DeviceState) -> str:
         data["r"] = state.radio.to_dict()
     if state.seen_at is not None:
         data["s"] = state.seen_at
+    if state.last_xy is not None:
+        data["l"] = list(state.last_xy)
+    if state.truth is not None:
+        data["g"] = list(state.truth)
     return json.dumps(data, separators=(",", ":"))
 
 
@@ -149,7 +153,9 @@ def decode(raw: str) -> DeviceState:
     zones = {int(z): ZonePresence(bool(p[0]), p[1], p[2], bool(p[3])) for z, p in data["z"].items()}
     hint = data.get("f")
     radio = RssiSmoother.from_dict(data["r"]) if data.get("r") else None
-    return DeviceState(data["t"], zones, (int(hint[0]), float(hint[1])) if hint else None, radio, data.get("s"))
+    last, truth = data.get("l"), data.get("g")
+    return DeviceState(data["t"], zones, (int(hint[0]), float(hint[1])) if hint else None, radio, data.get("s"),
+                       tuple(last) if last else None, tuple(truth) if truth else None)  # type: ignore[arg-type]
 
 
 @contextmanager

@@ -139,9 +139,10 @@ def scan_shopper(body: StaffScanIn, member: CurrentStaff, rt: RuntimeDep) -> Cus
         point = zone.area.point_on_surface() if zone is not None else None
         level = zone.level.ordinal if zone is not None and zone.level is not None else None
     now = datetime.now(UTC)
+    kept = point if tracking.location_consent(device) is True else None  # stored like any position
     scan = Event(venue_id=venue.id, device_id=device.id, zone_id=zone.id if zone else None, kind="staff_scan",
                  occurred_at=now, source="staff", fix_id=f"staff:{member.id}",
-                 lon=point.x if point else None, lat=point.y if point else None,
+                 lon=kept.x if kept else None, lat=kept.y if kept else None,
                  accuracy_m=tracking.GROUND_TRUTH_ACCURACY_M, floor=level,
                  data={"staff_id": member.id, "staff_name": member.name, "store_id": store.id,
                        "store_name": store.name})

@@ -33,6 +33,10 @@ class EventBatch:
     snapshot: VenueSnapshot
     events: list[EventOut]
     after_commit: list[Callable[[], None]] = field(default_factory=list)
+    # event id -> (lon, lat, floor) of the fix behind it, for this batch's decisions only: the position is
+    # stored with the event only when the shopper consented to location tracking, but a push decided now
+    # ("in stock 60 m from you") may use it either way.
+    positions: dict[int, tuple[float, float, int | None]] = field(default_factory=dict)
 
 
 Listener = Callable[[EventBatch], None]

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from mallfence.auth.deps import VenueAccess
 from mallfence.db import transaction
 from mallfence.delivery import service as delivery_service
 from mallfence.deps import CurrentDevice, RuntimeDep, SessionDep, bearer_token
@@ -23,6 +24,7 @@ from mallfence.tracking.schemas import (
     BeaconScansIn,
     EventOut,
     IngestOut,
+    IngestStats,
     PositionsIn,
     QrScanIn,
     QrScanOut,
@@ -34,12 +36,23 @@ from mallfence.tracking.schemas import (
     WsQr,
     ws_message,
 )
+from mallfence.venues import service as venue_service
 
 router = APIRouter(prefix="/v1/devices", tags=["tracking"])
+stats = APIRouter(prefix="/v1/venues/{slug}", tags=["tracking"], dependencies=[VenueAccess])
 
 CLOSE_BAD_TOKEN = 4401
 CLOSE_UNKNOWN_DEVICE = 4404
 _client_message: TypeAdapter[Any] = TypeAdapter(WsClientMessage)
+
+
+@stats.get("/ingest-stats", response_model=IngestStats)
+def ingest_stats(slug: str, s: SessionDep, rt: RuntimeDep) -> IngestStats:
+    """What ingest dropped or flagged in this venue, counted by this process since it started: fixes too
+    old to replay (``fixes_too_old``), fixes flagged by the spoofing checks (``fixes_flagged_<why>``).
+    Behind several replicas each answers for itself; /metrics has the same numbers per process."""
+    venue = venue_service.get_venue(s, slug=slug)
+    return IngestStats(replica=rt.replica_id, since=rt.started_at, counters=rt.counters.of(venue.id))
 
 
 @router.post("/{device_id}/positions", response_model=IngestOut)
@@ -143,6 +156,9 @@ async def _handle(rt: Runtime, device: Device, text: str | None) -> dict[str, An
     """The reply to one client message; a bad message gets an error reply, never a closed socket."""
     if text is None:
         return ws_message("error", code="expected_text", detail="send JSON text frames, not binary")
+    if len(text) > rt.settings.max_ws_message_bytes:
+        return ws_message("error", code="too_large", detail=f"a message of {len(text)} bytes is over the "
+                          f"{rt.settings.max_ws_message_bytes}-byte limit: send smaller batches")
     try:
         message = _client_message.validate_python(json.loads(text))
     except json.JSONDecodeError as exc:
@@ -151,6 +167,10 @@ async def _handle(rt: Runtime, device: Device, text: str | None) -> dict[str, An
         return ws_message("error", code="invalid_message", detail=_problem(exc))
     if isinstance(message, WsPing):
         return ws_message("pong")
+    wait = rt.rate.device.wait_s(device.id)
+    if wait > 0:  # the same bucket as the device's HTTP calls
+        return ws_message("error", code="rate_limited", detail="too many messages: slow down",
+                          retry_after_s=round(wait, 2))
     if isinstance(message, WsAck):
         count = await run_in_threadpool(_acknowledge, rt, device.id, message.ids)
         return ws_message("acked", ids=message.ids, delivered=count)

@@ -17,6 +17,7 @@ from mallfence.venues.models import Venue
 def scan_qr(rt: Runtime, *, device: Device, data: QrScanIn) -> QrScanOut:
     """Verify the payload (validity by the server's clock: a device clock is not trusted with expiry), store
     the scan, and put the device in the code's zone now."""
+    service.check_consent(device)
     now = datetime.now(UTC)
     issues = service.check_times(rt, [data.ts], "scans") if data.ts is not None else []
     if issues:
@@ -33,10 +34,11 @@ def scan_qr(rt: Runtime, *, device: Device, data: QrScanIn) -> QrScanOut:
             zone=ZoneRef(id=zone.id, external_id=zone.external_id, name=zone.name, kind=zone.kind,
                          level=zone.level.ordinal if zone.level is not None else None) if zone else None,
         )
+    kept = point if service.location_consent(device) is True else None  # the code's spot is the shopper's
     scan = Event(
         venue_id=device.venue_id, device_id=device.id, zone_id=zone.id if zone else None, kind="qr_scan",
-        occurred_at=data.ts or now, source="qr", fix_id=f"qr:{code.code}", lon=point[0] if point else None,
-        lat=point[1] if point else None, accuracy_m=service.GROUND_TRUTH_ACCURACY_M, floor=scanned.level,
+        occurred_at=data.ts or now, source="qr", fix_id=f"qr:{code.code}", lon=kept[0] if kept else None,
+        lat=kept[1] if kept else None, accuracy_m=service.GROUND_TRUTH_ACCURACY_M, floor=scanned.level,
         data={k: v for k, v in (("code", code.code), ("label", code.label), ("sku", code.sku),
                                 ("store_id", target.store_id), ("store_name", target.store_name)) if v is not None},
     )

@@ -19,6 +19,7 @@ class FixIn(BaseModel):
     accuracy_m: float = Field(gt=0, le=10_000, description="radius of 68 % confidence, metres")
     floor: int | None = Field(None, ge=-20, le=200, description="level ordinal if the OS knows it")
     ts: AwareDatetime = Field(description="device time of the fix, ISO 8601 with a UTC offset")
+    mocked: bool | None = Field(None, description="the OS marked this location as mocked or simulated")
 
 
 class PositionsIn(BaseModel):
@@ -29,7 +30,8 @@ class PositionsIn(BaseModel):
 
 class Dropped(BaseModel):
     index: int
-    reason: Literal["stale"]
+    reason: Literal["stale", "too_old"] = Field(description="stale: not newer than the device's last fix; "
+                                                "too_old: older than the replay window (max_fix_age_s)")
 
 
 class ZoneRef(BaseModel):
@@ -53,12 +55,20 @@ class EventOut(BaseModel):
     fix_id: str | None
     source: str = Field(description="gps, beacon, qr, staff (scans) or server (timeouts)")
     data: dict[str, Any] | None = Field(None, description="scans: what was scanned (code, sku, store, staff)")
+    flags: list[str] | None = Field(None, description="why the fix behind it looks spoofed (mock_location, speed, "
+                                    "far_from_beacons): it triggers no marketing push")
 
 
 class IngestOut(BaseModel):
     accepted: int
     dropped: list[Dropped]
     events: list[EventOut]
+
+
+class IngestStats(BaseModel):
+    replica: str
+    since: datetime
+    counters: dict[str, int]
 
 
 # -- beacon scans -----------------------------------------------------------------------------------

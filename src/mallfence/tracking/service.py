@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,12 +23,12 @@ from sqlalchemy.orm import Session
 
 from mallfence.db import transaction
 from mallfence.devices.models import Device
-from mallfence.errors import Invalid, Issue
+from mallfence.errors import Forbidden, Invalid, Issue
 from mallfence.presence.machine import DeviceState, PresenceEvent, expire, observe
 from mallfence.runtime import Runtime
 from mallfence.spatial.beacon_keys import eddystone_power_1m
 from mallfence.spatial.beacons import RssiSmoother, locate
-from mallfence.tracking import live
+from mallfence.tracking import live, suspect
 from mallfence.tracking.listeners import EventBatch, run_after_commit
 from mallfence.tracking.models import Event
 from mallfence.tracking.schemas import (
@@ -47,22 +47,34 @@ from mallfence.venues.snapshot import VenueSnapshot
 LAST_SEEN_EVERY_S = 60.0  # devices.last_seen_at is for retention and reports: minute precision is plenty
 GROUND_TRUTH_ACCURACY_M = 1.0  # a scanned QR code or a staff scan: the device is within arm's length
 EPSILON_S = 0.001
+BEACON_TRUTH_S, QR_TRUTH_S = 10.0, 60.0  # how long a beacon fix / a scan is the truth GPS fixes are measured by
 
 
 def check_times(rt: Runtime, stamps: Sequence[datetime], name: str) -> list[Issue]:
-    limits = rt.settings
+    """Timestamps too far in the future: a broken device clock, and the batch is refused."""
     now = datetime.now(UTC)
-    latest = now + timedelta(seconds=limits.max_future_skew_s)
-    earliest = now - timedelta(seconds=limits.max_fix_age_s)
-    issues = []
-    for i, ts in enumerate(stamps):
-        if ts > latest:
-            issues.append(Issue((name, i, "ts"), f"timestamp {ts.isoformat()} is "
-                                f"{(ts - now).total_seconds():.0f} s in the future (device clock wrong?)"))
-        elif ts < earliest:
-            issues.append(Issue((name, i, "ts"), f"timestamp {ts.isoformat()} is older than the "
-                                f"{limits.max_fix_age_s / 3600:g} h limit for replayed {name}"))
-    return issues
+    latest = now + timedelta(seconds=rt.settings.max_future_skew_s)
+    return [Issue((name, i, "ts"), f"timestamp {ts.isoformat()} is {(ts - now).total_seconds():.0f} s in the "
+                  "future (device clock wrong?)") for i, ts in enumerate(stamps) if ts > latest]
+
+
+def too_old(rt: Runtime, stamps: Sequence[datetime]) -> set[int]:
+    """Positions of timestamps older than the replay window: dropped (and counted), not refused, since an app
+    replaying a long offline queue cannot do better than send it."""
+    earliest = datetime.now(UTC) - timedelta(seconds=rt.settings.max_fix_age_s)
+    return {i for i, ts in enumerate(stamps) if ts < earliest}
+
+
+def location_consent(device: Device) -> bool | None:
+    """The device's location consent: True, False (refused: no tracking at all), None (not reported yet)."""
+    value = (device.consent or {}).get("location")
+    return value if isinstance(value, bool) else None
+
+
+def check_consent(device: Device) -> None:
+    if location_consent(device) is False:
+        raise Forbidden("the shopper declined location tracking on this device: positions are not accepted "
+                        "(PUT .../consent when that changes)")
 
 
 def _check_size(rt: Runtime, count: int, name: str) -> None:
@@ -99,13 +111,16 @@ class _Produced:
     event: PresenceEvent
     fix: FixIn | None
     source: str
+    flags: list[str] | None = None
 
 
 def _observe(snapshot: VenueSnapshot, state: DeviceState, ordered: Sequence[FixIn], source: str,
-             certain: frozenset[int] = frozenset()) -> tuple[list[_Produced], list[int]]:
-    """Run fixes (in time order) through presence; (events, positions of stale fixes)."""
+             certain: frozenset[int] = frozenset(), checks: suspect.Checks = suspect.Checks(),
+             counters: Callable[[str], None] | None = None) -> tuple[list[_Produced], list[int]]:
+    """Run fixes (in time order) through the spoofing checks and presence; (events, positions of stale fixes)."""
     if not ordered:
         return [], []
+    xs, ys = snapshot.index.to_local(np.array([f.lon for f in ordered]), np.array([f.lat for f in ordered]))
     # A fix without a floor is matched on the level a recent beacon fix or QR scan put the device on.
     floors = [f.floor if f.floor is not None else state.floor_at(f.ts.timestamp()) for f in ordered]
     hits = snapshot.index.evidence(
@@ -123,20 +138,35 @@ def _observe(snapshot: VenueSnapshot, state: DeviceState, ordered: Sequence[FixI
             evidence[zones[j]] = inside[j]
             j += 1
         sure = certain | {z for z, i in evidence.items() if i} if certain else certain
-        events = observe(state, fix.ts.timestamp(), fix.accuracy_m, evidence, snapshot.settings, sure)
+        ts = fix.ts.timestamp()
+        events = observe(state, ts, fix.accuracy_m, evidence, snapshot.settings, sure)
         if events is None:
             stale.append(k)
+            continue
+        x, y = float(xs[k]), float(ys[k])
+        found = suspect.flags(x=x, y=y, ts=ts, accuracy_m=fix.accuracy_m, source=source,
+                              mocked=getattr(fix, "mocked", None), last=state.last_xy, truth=state.truth,
+                              checks=checks) if not certain else []
+        if found:
+            for flag in found:
+                if counters is not None:
+                    counters(f"fixes_flagged_{flag}")
         else:
-            produced.extend(_Produced(e, fix, source) for e in events)
+            state.last_xy = (x, y, ts, fix.accuracy_m)
+        produced.extend(_Produced(e, fix, source, found or None) for e in events)
     return produced, stale
 
 
-def _event_row(device: Device, e: PresenceEvent, fix: FixIn | None, source: str) -> Event:
+def _event_row(device: Device, e: PresenceEvent, fix: FixIn | None, source: str,
+               flags: list[str] | None = None) -> Event:
+    # The position behind an event is kept only with the shopper's location consent (privacy: the event
+    # itself, "entered the food court", is what the product needs).
+    where = fix if fix is not None and location_consent(device) is True else None
     return Event(
         venue_id=device.venue_id, device_id=device.id, zone_id=e.zone_id, kind=e.kind.value,
         occurred_at=datetime.fromtimestamp(e.at, UTC), duration_s=e.duration_s, reason=e.reason, source=source,
-        fix_id=fix.id if fix else None, lon=fix.lon if fix else None, lat=fix.lat if fix else None,
-        accuracy_m=fix.accuracy_m if fix else None, floor=fix.floor if fix else None,
+        fix_id=fix.id if fix else None, lon=where.lon if where else None, lat=where.lat if where else None,
+        accuracy_m=where.accuracy_m if where else None, floor=fix.floor if fix else None, flags=flags,
     )
 
 
@@ -146,7 +176,7 @@ def _event_out(row: Event, snapshot: VenueSnapshot) -> EventOut:
         info = snapshot.zones.get(row.zone_id)
         zone = ZoneRef(**info.as_dict()) if info else ZoneRef(id=row.zone_id)
     return EventOut(id=row.id, kind=row.kind, zone=zone, at=row.occurred_at, duration_s=row.duration_s,  # type: ignore[arg-type]
-                    reason=row.reason, fix_id=row.fix_id, source=row.source, data=row.data)
+                    reason=row.reason, fix_id=row.fix_id, source=row.source, data=row.data, flags=row.flags)
 
 
 def _store(rt: Runtime, device: Device, snapshot: VenueSnapshot, produced: Sequence[_Produced],
@@ -157,20 +187,23 @@ def _store(rt: Runtime, device: Device, snapshot: VenueSnapshot, produced: Seque
     if not (produced or first or rt.states.due_touch(device.id, LAST_SEEN_EVERY_S)):
         return [], None
     with transaction(rt.sessions) as session:
-        rows = [*first, *(_event_row(device, p.event, p.fix, p.source) for p in produced)]
+        rows = [*first, *(_event_row(device, p.event, p.fix, p.source, p.flags) for p in produced)]
         session.add_all(rows)
         session.execute(update(Device).where(Device.id == device.id).values(last_seen_at=datetime.now(UTC)))
         session.flush()
         out = [_event_out(row, snapshot) for row in rows]
-        batch = _listen(session, rt, device, snapshot, out)
+        where = {row.id: (p.fix.lon, p.fix.lat, p.fix.floor)
+                 for row, p in zip(rows[len(first):], produced, strict=True) if p.fix is not None}
+        batch = _listen(session, rt, device, snapshot, out, where)
     return out, batch
 
 
 def _listen(session: Session, rt: Runtime, device: Device, snapshot: VenueSnapshot,
-            out: list[EventOut]) -> EventBatch | None:
+            out: list[EventOut], positions: dict[int, tuple[float, float, int | None]] | None = None,
+            ) -> EventBatch | None:
     if not out:
         return None
-    batch = EventBatch(session, rt, device, snapshot, out)
+    batch = EventBatch(session, rt, device, snapshot, out, positions=positions or {})
     for listener in rt.listeners:
         listener(batch)
     return batch
@@ -188,22 +221,35 @@ def publish(rt: Runtime, device_id: str, events: list[EventOut]) -> None:
 
 
 # -- GPS-like fixes ----------------------------------------------------------------------------------------
+def _checks(rt: Runtime) -> suspect.Checks:
+    return suspect.Checks(max_speed_m_s=rt.settings.max_speed_m_s, truth_radius_m=rt.settings.spoof_truth_radius_m)
+
+
+def _counter(rt: Runtime, venue_id: int) -> Callable[[str], None]:
+    return lambda name: rt.counters.add(venue_id, name)
+
+
 def ingest(rt: Runtime, *, device: Device, fixes: Sequence[FixIn], source: str = "gps") -> IngestOut:
     """Apply a batch of fixes from one device; all its events are stored or none are."""
+    check_consent(device)
     snapshot = snapshot_of(rt, device.venue_id)
     _check_batch(rt, snapshot, fixes)
-    order = sorted(range(len(fixes)), key=lambda i: fixes[i].ts)
+    old = too_old(rt, [f.ts for f in fixes])
+    rt.counters.add(device.venue_id, "fixes_too_old", len(old))
+    order = sorted((i for i in range(len(fixes)) if i not in old), key=lambda i: fixes[i].ts)
     with rt.states.locked(device.id):
         state = rt.states.get(device.id)
         before = state.last_ts
-        produced, stale = _observe(snapshot, state, [fixes[i] for i in order], source)
+        produced, stale = _observe(snapshot, state, [fixes[i] for i in order], source, checks=_checks(rt),
+                                   counters=_counter(rt, device.venue_id))
         _seen(state, before)
         out, batch = _store(rt, device, snapshot, produced)
         rt.states.put(device.id, state)
     _finish(rt, device.id, out, batch)
     live.publish(rt, venue_id=device.venue_id, device_id=device.id, fix=fixes[order[-1]] if order else None,
                  source=source, events=out)
-    dropped = sorted((Dropped(index=order[k], reason="stale") for k in stale), key=lambda d: d.index)
+    dropped = sorted([*(Dropped(index=order[k], reason="stale") for k in stale),
+                      *(Dropped(index=i, reason="too_old") for i in old)], key=lambda d: d.index)
     return IngestOut(accepted=len(fixes) - len(dropped), dropped=dropped, events=out)
 
 
@@ -230,12 +276,15 @@ def ingest_beacons(rt: Runtime, *, device: Device, scans: Sequence[BeaconScanIn]
     websocket and on any replica, average together. A fix also tells the floor, which GPS fixes without
     one then use for ``floor_hint_beacon_s``.
     """
+    check_consent(device)
     _check_size(rt, len(scans), "scans")
     issues = check_times(rt, [s.ts for s in scans], "scans")
     if issues:
         raise Invalid(issues)
     snapshot = snapshot_of(rt, device.venue_id)
-    order = sorted(range(len(scans)), key=lambda i: scans[i].ts)
+    old = too_old(rt, [s.ts for s in scans])
+    rt.counters.add(device.venue_id, "scans_too_old", len(old))
+    order = sorted((i for i in range(len(scans)) if i not in old), key=lambda i: scans[i].ts)
     unknown: list[str] = []
     fixes: list[FixIn] = []
     located: list[BeaconFixOut] = []
@@ -267,10 +316,14 @@ def ingest_beacons(rt: Runtime, *, device: Device, scans: Sequence[BeaconScanIn]
                                         beacons_used=fix.beacons_used, method=fix.method))  # type: ignore[arg-type]
         state.radio = smoother
         before = state.last_ts
-        produced, _ = _observe(snapshot, state, fixes, "beacon")  # none stale: filtered above
+        produced, _ = _observe(snapshot, state, fixes, "beacon", checks=_checks(rt),
+                               counters=_counter(rt, device.venue_id))  # none stale: filtered above
         _seen(state, before)
         if fixes:
-            state.floor_hint = (fixes[-1].floor, fixes[-1].ts.timestamp() + rt.settings.floor_hint_beacon_s)  # type: ignore[operator]
+            last = fixes[-1]
+            state.floor_hint = (last.floor, last.ts.timestamp() + rt.settings.floor_hint_beacon_s)  # type: ignore[arg-type]
+            x, y = proj.to_local(np.array([last.lon]), np.array([last.lat]))
+            state.truth = (float(x[0]), float(y[0]), last.ts.timestamp() + BEACON_TRUTH_S)
         out, batch = _store(rt, device, snapshot, produced)
         rt.states.put(device.id, state)
     _finish(rt, device.id, out, batch)
@@ -279,7 +332,9 @@ def ingest_beacons(rt: Runtime, *, device: Device, scans: Sequence[BeaconScanIn]
     if unknown:
         rt.unknown_beacons.add(device.venue_id, unknown)
     return BeaconIngestOut(
-        accepted=len(scans) - len(stale), dropped=[Dropped(index=i, reason="stale") for i in sorted(stale)],
+        accepted=len(scans) - len(stale) - len(old),
+        dropped=sorted([*(Dropped(index=i, reason="stale") for i in stale),
+                        *(Dropped(index=i, reason="too_old") for i in old)], key=lambda d: d.index),
         no_fix=sorted(no_fix), unknown_beacons=len(unknown), fixes=sorted(located, key=lambda f: f.index),
         events=out,
     )
@@ -317,6 +372,10 @@ def pin(rt: Runtime, *, device: Device, zone_id: int | None, point: tuple[float,
             produced = [_Produced(e, None, source) for e in events]
         if level is not None:
             state.floor_hint = (level, ts + floor_hint_s)
+        if point is not None:  # the spoofing checks measure later fixes against this spot
+            x, y = snapshot.index.to_local(np.array([point[0]]), np.array([point[1]]))
+            state.truth = (float(x[0]), float(y[0]), ts + QR_TRUTH_S)
+            state.last_xy = (float(x[0]), float(y[0]), ts, GROUND_TRUTH_ACCURACY_M)
         state.seen_at = time.time()
         scan.occurred_at = when
         out, batch = _store(rt, device, snapshot, produced, [scan])
