@@ -30,9 +30,9 @@ const drawing = new DrawingTool(plan, {
 const editor = new ZoneEditor({
   drawing,
   onSaved: async (zone, what) => {
-    say(zone ? `Zone "${zone.name}" ${what}.` : `Zone ${what}.`);
-    await loadLevel();
+    await loadLevel(); // the plan shows the change by the time the message says it happened
     if (zone) selectZone(zone.id);
+    say(zone ? `Zone "${zone.name}" ${what}.` : `Zone ${what}.`);
   },
   onError: fail,
   onClose: () => { plan.select(null); $("#draw-hint").hidden = true; },

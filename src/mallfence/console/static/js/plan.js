@@ -15,8 +15,10 @@ export class FloorPlan {
     this.project = null;
     this.picking = true; // false while the drawing tool owns the clicks
     root.addEventListener("click", (ev) => {
-      const shape = ev.target.closest("[data-zone-id]");
-      if (this.picking && shape) onZoneClick(Number(shape.dataset.zoneId));
+      if (!this.picking) return;
+      // a marker or a dot over a zone still picks the zone: the topmost zone under the pointer
+      const shape = document.elementsFromPoint(ev.clientX, ev.clientY).find((e) => e.matches(".zone"));
+      if (shape && !shape.matches(".kind-venue")) onZoneClick(Number(shape.dataset.zoneId));
     });
   }
 
@@ -50,7 +52,9 @@ export class FloorPlan {
         svg("title", {}, `beacon ${beacon.name || beacon.external_id || beacon.key}`)));
     }
     for (const code of codes) {
-      const at = code.position ? this.local(code.position) : this.centreOf(code.zone);
+      // without a position of its own: in its zone, just below the label
+      const centre = this.centreOf(code.zone);
+      const at = code.position ? this.local(code.position) : centre && [centre[0], centre[1] - 1.8];
       if (!at) continue;
       const [x, y] = FloorPlan.toSvg(at);
       this.layers.markers.append(svg("rect", { class: "qr", x: x - 0.8, y: y - 0.8, width: 1.6, height: 1.6,
