@@ -1,5 +1,5 @@
 // The public API with the operator key as a bearer token. The key lives in sessionStorage (gone when the
-// tab closes) and never goes into a URL, except the live websocket's, where browsers cannot set headers.
+// tab closes) and never goes into a URL (the live websocket gets it as a subprotocol: see live.js).
 const KEY = "mallfence.operatorKey";
 
 export const credentials = {

@@ -1,4 +1,4 @@
-// The venue's live websocket (WS /v1/venues/{slug}/live): shoppers as dots on the plan, zone events as a
+// The venue's live websocket (WS /v1/venues/{slug}/live, the key as a subprotocol): shoppers as dots on the plan, zone events as a
 // list, newest first. Reconnects with backoff unless the server refused the key or the venue.
 import { el } from "./dom.js";
 
@@ -26,8 +26,9 @@ export class LiveView {
   open() {
     const { slug, key } = this.wanted;
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const url = `${scheme}://${location.host}/v1/venues/${encodeURIComponent(slug)}/live?token=${encodeURIComponent(key)}`;
-    const socket = new WebSocket(url);
+    // the key goes as a subprotocol, not in the URL, where access logs would keep it
+    const socket = new WebSocket(`${scheme}://${location.host}/v1/venues/${encodeURIComponent(slug)}/live`,
+      ["mallfence.bearer", key]);
     this.socket = socket;
     this.setStatus("connecting", "live: connecting…");
     socket.addEventListener("message", (ev) => this.receive(JSON.parse(ev.data)));
