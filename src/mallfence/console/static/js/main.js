@@ -144,6 +144,10 @@ function renderLegend(zones) {
     el("li", {}, el("span", { class: "swatch beacon" }), "beacon"),
     el("li", {}, el("span", { class: "swatch qr" }), "QR code"),
     el("li", {}, el("span", { class: "swatch dot" }), "shopper (live)"));
+  if ($("#show-heat").checked && analytics.visits) {
+    const max = Math.max(0, ...analytics.visits.values());
+    $("#legend").append(el("li", {}, el("span", { class: "swatch heat" }), `footfall: white 0 to red ${max} visits`));
+  }
 }
 
 function selectZone(id) {
@@ -155,12 +159,18 @@ function selectZone(id) {
 
 async function showHeat() {
   if (!$("#show-heat").checked) {
-    plan.heat(null);
+    paintHeat();
     return;
   }
   const ok = await analytics.loadFootfall(state.venue.slug, Number($("#period").value));
-  plan.heat(ok ? analytics.visits : null);
   if (!ok) $("#show-heat").checked = false;
+  paintHeat();
+}
+
+// heat only: an open zone form or a drawing in progress stays as it is
+function paintHeat() {
+  plan.heat($("#show-heat").checked ? analytics.visits : null);
+  renderLegend(state.zones.filter((z) => z.level === state.level || z.level === null));
 }
 
 // -- events ------------------------------------------------------------------------------------
