@@ -146,6 +146,18 @@ def test_rename_delete_and_a_refused_polygon(page: Any, mall: Mall) -> None:
     page.locator("#message.info", has_text="saved").wait_for()
     assert _zone(mall, "Information desk")["id"] == zone["id"]
 
+    # redraw it as a rectangle further east: same zone, new shape
+    page.click("#zone-redraw")
+    moved = [(x + 6, y - 2.5), (x + 12, y - 2.5), (x + 12, y + 2.5), (x + 6, y + 2.5)]
+    for corner in moved:
+        page.mouse.click(*screen_point(page, *corner))
+    page.keyboard.press("Enter")
+    page.click("#zone-save")
+    page.locator("#message.info", has_text="redrawn").wait_for()
+    redrawn = _zone(mall, "Information desk")
+    assert redrawn["id"] == zone["id"]
+    assert _local_ring(proj, redrawn).symmetric_difference(Polygon(moved)).area < 3.0
+
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("#zone-delete")
     page.locator("#message.info", has_text="deleted").wait_for()

@@ -85,9 +85,10 @@ export class ZoneEditor {
       } else {
         saved = await api(venuePath(slug, "/zones"), { method: "POST", body: { ...body, level } });
       }
+      const what = !this.zone ? "created" : this.corners ? "redrawn" : "saved";
       this.corners = null;
       this.drawing.clear();
-      this.callbacks.onSaved(saved, this.zone ? "saved" : "created");
+      this.callbacks.onSaved(saved, what);
     } catch (err) {
       this.callbacks.onError(`Zone not saved: ${err.message}`);
     }
