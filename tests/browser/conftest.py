@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import pytest
 
 from mallfence.config import Settings
 from mallfence.server import BackgroundServer
-from tests.browser.harness import chromium_path, launch, load_sample_mall
+from tests.browser.harness import Mall, chromium_path, launch, load_sample_mall
 
 REQUIRE_BROWSER = os.environ.get("MALLFENCE_REQUIRE_BROWSER") == "1"
 
@@ -41,13 +40,6 @@ def browser() -> Iterator[Any]:
         chromium = launch(playwright, executable)
         yield chromium
         chromium.close()
-
-
-@dataclass
-class Mall:
-    url: str
-    key: str  # a platform admin's operator key
-    settings: Settings
 
 
 @pytest.fixture(scope="module")

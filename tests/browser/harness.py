@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,15 @@ MALL = ZONES / "harbourside-mall.geojson"
 SLUG = "harbourside"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@dataclass
+class Mall:
+    """A running server with the sample mall."""
+
+    url: str
+    key: str  # a platform admin's operator key
+    settings: Settings
 
 
 def chromium_path() -> str | None:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from typing import Any
 
 import httpx
 import numpy as np
-import pytest
 from shapely.geometry import Polygon, shape
 
 from mallfence.spatial.projection import LocalProjection
@@ -17,8 +15,7 @@ from mallfence.tracking.live import pseudonym
 from mobile_stub.clock import Clock, Fix
 from mobile_stub.shopper import Shopper
 from tests.auth import bearer, operator_key
-from tests.browser.conftest import Mall
-from tests.browser.harness import SLUG, screen_point, sign_in
+from tests.browser.harness import SLUG, Mall, screen_point, sign_in
 
 
 def _api(mall: Mall) -> httpx.Client:
@@ -204,10 +201,3 @@ class _StubShopper(threading.Thread):
     def pseudonym(self) -> str:
         assert self.registered.wait(15) and self.device, f"the stub shopper did not register: {self.errors}"
         return pseudonym(self.device)
-
-
-@pytest.fixture(autouse=True)
-def _timed(request: pytest.FixtureRequest) -> Any:
-    started = time.monotonic()
-    yield
-    assert time.monotonic() - started < 60, f"{request.node.name} took over a minute: keep browser tests fast"

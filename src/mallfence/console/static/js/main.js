@@ -47,6 +47,7 @@ async function signIn(key) {
   try {
     me = await api("/v1/me", { key });
   } catch (err) {
+    if (err.status === 401) credentials.forget(); // a revoked key is not retried on every reload
     fail(`Sign-in failed: ${err.message}`);
     return;
   }
