@@ -40,6 +40,17 @@ export function centroid(ring) {
   return [cx / (3 * area), cy / (3 * area)];
 }
 
+// Unsigned area of a ring of [x, y] (shoelace).
+export function area(ring) {
+  let twice = 0;
+  for (let i = 0; i < ring.length; i++) {
+    const [x0, y0] = ring[i];
+    const [x1, y1] = ring[(i + 1) % ring.length];
+    twice += x0 * y1 - x1 * y0;
+  }
+  return Math.abs(twice) / 2;
+}
+
 export function bounds(points) {
   const xs = points.map((p) => p[0]);
   const ys = points.map((p) => p[1]);

@@ -1,7 +1,7 @@
 // The floor plan: one level's zones as SVG in local metres (y flipped: north is up), beacons and QR codes
 // as markers, and a layer for live dots. It draws what it is given; main.js decides what that is.
 import { svg } from "./dom.js";
-import { bounds, centroid, polygons, projection } from "./geo.js";
+import { area, bounds, centroid, polygons, projection } from "./geo.js";
 
 const PAD_M = 5;
 const LAYERS = ["zones", "labels", "markers", "draft", "dots"];
@@ -40,11 +40,11 @@ export class FloorPlan {
     // the venue outline first, so stores and corridors sit on top of it
     const ordered = [...zones].sort((a, b) => (a.kind === "venue" ? -1 : 0) - (b.kind === "venue" ? -1 : 0));
     for (const zone of ordered) {
-      const { shape, outline } = this.shape(zone);
+      const { shape, outline, main } = this.shape(zone);
       this.shapes.set(zone.id, shape);
       this.layers.zones.append(shape);
       extent.push(...outline);
-      if (zone.kind !== "venue") this.label(zone.name, outline);
+      if (zone.kind !== "venue") this.label(zone.name, main);
     }
     for (const beacon of beacons) {
       const [x, y] = FloorPlan.toSvg(this.local(beacon.position));
@@ -76,18 +76,22 @@ export class FloorPlan {
       const r = zone.radius_m || 1;
       const outline = [[x - r, y - r], [x + r, y + r]];
       const [cx, cy] = FloorPlan.toSvg([x, y]);
-      return { shape: svg("circle", { ...attrs, cx, cy, r }, title), outline };
+      return { shape: svg("circle", { ...attrs, cx, cy, r }, title), outline, main: outline };
     }
-    const outline = [];
+    const outline = []; // every outer ring: the plan's extent
+    let main = []; // the largest outer ring carries the label
     let d = "";
     for (const rings of polygons(zone.geometry)) {
       rings.forEach((ring, i) => {
         const pts = ring.map((p) => this.local(p));
-        if (i === 0) outline.push(...pts);
+        if (i === 0) {
+          outline.push(...pts);
+          if (area(pts) > area(main)) main = pts;
+        }
         d += pts.map((p, j) => `${j ? "L" : "M"}${FloorPlan.toSvg(p).map((v) => v.toFixed(2)).join(" ")}`).join("") + "Z";
       });
     }
-    return { shape: svg("path", { ...attrs, d, "fill-rule": "evenodd" }, title), outline };
+    return { shape: svg("path", { ...attrs, d, "fill-rule": "evenodd" }, title), outline, main };
   }
 
   centreOf(zone) {
