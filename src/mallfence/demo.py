@@ -99,6 +99,7 @@ def run_demo(*, shoppers: int, speedup: float, seed: int, venue_file: str, durat
         with BackgroundServer(settings) as url, httpx.Client(base_url=url, headers={
                 "Authorization": f"Bearer {key}"}, timeout=15.0) as ops:
             print(f"mallfence serving on {url} (OpenAPI at {url}/docs); local FCM at {fcm.url}")
+            print(f"operator console: {url}/console/ (sign in with the demo's key {key})")
             staff, staffed = _hire_staff(ops, slug)
             campaigns = {c["id"]: c["name"] for c in watch.setup_engagement(ops, slug, staffed[:4])}
             located = "every second one on beacons" if locator == "mixed" else "GPS"

@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DataError, IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from mallfence import errors, migrate
+from mallfence import console, errors, migrate
 from mallfence.auth import router as auth_router
 from mallfence.commerce import inbound as commerce_inbound
 from mallfence.commerce import listeners as commerce_listeners
@@ -237,4 +237,5 @@ def create_app(settings: Settings | None = None, *, fcm_sender: FcmSender | None
     app.include_router(wishlist_router)
     app.include_router(stock_router)
     app.include_router(commerce_inbound_router)
+    console.mount(app)
     return app

@@ -23,6 +23,10 @@ Headers = list[tuple[bytes, bytes]]
 PERSONAL_PARAMS = ("shopper_id", "device_id")
 AUDITED_READS = ("/export", "/purchases", "/decisions", "/audit")
 API_CSP = b"default-src 'none'; frame-ancestors 'none'"
+# The console's own files and the API on the same origin, nothing else: no inline script or style, no CDN.
+# connect-src 'self' covers the live websocket on the same host (ws: / wss:, CSP level 3).
+CONSOLE_CSP = (b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+               b"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 
 async def _refuse(send: Send, status: int, detail: str) -> None:
@@ -90,8 +94,13 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        # the API docs load their page script from a CDN; the console sets its own policy
-        csp = None if path.startswith(("/docs", "/redoc", "/console")) else API_CSP
+        # the API docs load their page script from a CDN; the console runs its own scripts
+        if path.startswith(("/docs", "/redoc")):
+            csp = None
+        elif path == "/console" or path.startswith("/console/"):
+            csp = CONSOLE_CSP
+        else:
+            csp = API_CSP
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -37,3 +37,18 @@ def test_an_unknown_venue_is_refused(client: TestClient) -> None:
     with pytest.raises(WebSocketDisconnect) as exc, client.websocket_connect("/v1/venues/nowhere/live") as ws:
         ws.receive_json()
     assert exc.value.code == 4404
+
+
+def test_a_browser_sends_the_key_as_a_subprotocol_not_in_the_url(client: TestClient, platform_key: str) -> None:
+    # the URL (with any ?token=) is what access logs keep; the subprotocol header is not logged
+    create_venue(client)
+    # a fresh headers dict each time: the test client writes the subprotocols into the one it is given
+    with client.websocket_connect("/v1/venues/mall/live", headers={"Authorization": ""},
+                                  subprotocols=["mallfence.bearer", platform_key]) as live:
+        assert live.accepted_subprotocol == "mallfence.bearer"  # browsers drop a socket that answers none
+        assert live.receive_json() == {"type": "hello", "venue": "mall"}
+    with pytest.raises(WebSocketDisconnect) as exc, client.websocket_connect(
+            "/v1/venues/mall/live", headers={"Authorization": ""},
+            subprotocols=["mallfence.bearer", "mfk_wrong"]) as ws:
+        ws.receive_json()
+    assert exc.value.code == 4401

@@ -130,3 +130,14 @@ def test_unknown_venue_is_404_everywhere(client: TestClient) -> None:
                          ("get", "/v1/venues/nope/export"), ("delete", "/v1/venues/nope/zones/1")]:
         r = client.request(method.upper(), path)
         assert r.status_code == 404 and "nope" in r.json()["detail"], (method, path)
+
+
+@pytest.mark.parametrize("change", [{"kind": "store"}, {"kind": "custom"}, {"presence": {"dwell_s": 30}}])
+def test_changing_kind_or_presence_keeps_the_stored_geometry(client: TestClient, change: dict) -> None:
+    # these re-check the stored geometry against the new margins; it used to come back as tuples and be
+    # refused as "not an array" (the console's rename sends name and kind together)
+    create_venue(client)
+    zone = create_zone(client, "mall", shapely.box(0, 0, 20, 10))
+    r = client.patch(f"/v1/venues/mall/zones/{zone['id']}", json={"name": "Renamed", **change})
+    assert r.status_code == 200, r.text
+    assert r.json()["geometry"] == zone["geometry"] and r.json()["name"] == "Renamed"

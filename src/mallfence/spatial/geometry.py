@@ -166,5 +166,14 @@ def zone_polygon(geom: BaseGeometry, radius_m: float | None) -> Polygon | MultiP
 
 
 def to_geojson(geom: BaseGeometry) -> dict[str, Any]:
-    """A shapely geometry as a GeoJSON geometry object."""
-    return shapely.geometry.mapping(geom)  # type: ignore[return-value]
+    """A shapely geometry as a GeoJSON geometry object, with arrays as lists (as parsed JSON has them), so it
+    passes the same validation as the geometry a client sends."""
+    return _lists(shapely.geometry.mapping(geom))  # type: ignore[no-any-return]
+
+
+def _lists(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _lists(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_lists(v) for v in value]
+    return value

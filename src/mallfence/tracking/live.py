@@ -25,6 +25,10 @@ from mallfence.venues import service as venue_service
 
 router = APIRouter(prefix="/v1/venues", tags=["live"])
 WATCH_CHECK_S = 1.0
+# A browser cannot set headers on a websocket, and a ?token= ends up in access logs (uvicorn logs the path
+# with its query string). So the console offers two subprotocols, this name and then its key, and the server
+# answers with this name: the key travels in a header that nobody logs.
+BEARER_PROTOCOL = "mallfence.bearer"
 _watched: dict[tuple[int, str], tuple[float, bool]] = {}  # (runtime, key) -> (checked until, watched)
 
 
@@ -63,15 +67,27 @@ def publish(rt: Runtime, *, venue_id: int, device_id: str, fix: FixIn | None, so
     rt.hub.publish(key, messages)
 
 
+def protocol_token(offered: str | None) -> str | None:
+    """The key offered as the subprotocol after ``mallfence.bearer``, if any."""
+    protocols = [p.strip() for p in (offered or "").split(",")]
+    if BEARER_PROTOCOL not in protocols:
+        return None
+    at = protocols.index(BEARER_PROTOCOL) + 1
+    return protocols[at] if at < len(protocols) else None
+
+
 @router.websocket("/{slug}/live")
 async def live(websocket: WebSocket, slug: str, token: str | None = None) -> None:
     """Positions (``position``) and zone events (``event``) of the venue's shoppers as they happen.
-    Needs an operator key with access to the venue (``?token=``: browsers set no headers on websockets)."""
+    Needs an operator key with access to the venue: ``Authorization: Bearer``, or from a browser the
+    subprotocols ``mallfence.bearer`` and the key (browsers set no headers on websockets), or ``?token=``."""
     rt: Runtime = websocket.app.state.runtime
-    await websocket.accept()
+    offered = websocket.headers.get("sec-websocket-protocol")
+    from_protocol = protocol_token(offered)
+    await websocket.accept(subprotocol=BEARER_PROTOCOL if from_protocol else None)
     try:
-        caller = await run_in_threadpool(resolve, rt, token or bearer_token(websocket.headers.get("authorization"))
-                                         or "")
+        secret = from_protocol or token or bearer_token(websocket.headers.get("authorization")) or ""
+        caller = await run_in_threadpool(resolve, rt, secret)
         with rt.sessions() as session:
             venue = venue_service.get_venue(session, slug=slug)
             venue_id = venue.id
