@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DataError, IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from mallfence import console, errors, migrate
+from mallfence import console, errors, logs, migrate
 from mallfence.auth import router as auth_router
 from mallfence.commerce import inbound as commerce_inbound
 from mallfence.commerce import listeners as commerce_listeners
@@ -139,6 +139,7 @@ def create_app(settings: Settings | None = None, *, fcm_sender: FcmSender | None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        logs.install()  # after the server configured its loggers: no token from a URL reaches them
         rt = await run_in_threadpool(build_runtime, settings)
         rt.hub.bind(asyncio.get_running_loop())
         rt.bus.start()

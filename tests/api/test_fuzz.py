@@ -8,6 +8,8 @@ asked for) and the sample venue's slug, so the fuzzer gets past authentication i
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import shutil
 import socket
@@ -24,6 +26,7 @@ import shapely
 import uvicorn
 from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
+from websockets.sync.client import connect
 
 from mallfence.config import Settings
 from mallfence.main import create_app
@@ -56,7 +59,7 @@ def server(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     shutil.copy(sqlite_template, target)
     url = f"sqlite:///{target}"
     config = uvicorn.Config(create_app(Settings(database_url=url, presence_sweep_interval_s=3600, **UNLIMITED)),
-                            host="127.0.0.1", port=_free_port(), log_level="warning", lifespan="on")
+                            host="127.0.0.1", port=_free_port(), log_level="info", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -73,8 +76,8 @@ def server(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         key_id = http.get("/v1/me").json()["id"]
         device = http.post("/v1/devices", json={"venue": "mall", "platform": "stub"},
                            headers={"X-App-Key": app_key, "Authorization": ""}).json()
-    yield {"base": base, "key": key, "key_id": key_id, "app_key": app_key, "device": device["device_id"],
-           "token": device["token"]}
+    yield {"base": base, "port": config.port, "key": key, "key_id": key_id, "app_key": app_key,
+           "device": device["device_id"], "token": device["token"]}
     server.should_exit = True
     thread.join(timeout=10)
 
@@ -129,3 +132,31 @@ def test_no_input_makes_a_server_error_and_answers_match_the_schema(server: dict
     past_auth = [op for op, codes in answered.items() if codes - {401, 403}]
     assert len(past_auth) > 0.9 * operations, sorted(set(answered) - set(past_auth))
     assert sum(1 for codes in answered.values() if any(200 <= c < 300 for c in codes)) > operations / 3
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+def test_tokens_in_urls_never_reach_the_server_log(server: dict[str, Any]) -> None:
+    """Apps pass their token in the websocket URL (browsers cannot set headers there); the server logs URLs."""
+    lines = _Lines()
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logging.getLogger(name).addHandler(lines)
+    try:
+        url = f"ws://127.0.0.1:{server['port']}/v1/devices/{server['device']}/stream?token={server['token']}"
+        with connect(url) as ws:
+            assert json.loads(ws.recv(timeout=10))["type"] == "hello"
+        httpx.get(f"{server['base']}/v1/me", params={"token": server["key"]})
+        time.sleep(0.2)  # the access line is written after the response
+    finally:
+        for name in ("uvicorn.access", "uvicorn.error"):
+            logging.getLogger(name).removeHandler(lines)
+    text = "\n".join(lines.lines)
+    assert server["device"] in text and "token=[redacted]" in text  # the lines are there...
+    assert server["token"] not in text and server["key"] not in text  # ...without the secrets

@@ -126,3 +126,13 @@ def test_ingest_stats_are_per_venue(client: TestClient, mall: dict) -> None:
     post(client, device, auth, [fix(10, 10, 0) | {"mocked": True}])
     r = client.get("/v1/venues/other/ingest-stats")
     assert r.status_code == 200 and r.json()["counters"] == {}
+
+
+def test_a_device_rotates_its_token_and_the_old_one_dies(client: TestClient, mall: dict) -> None:
+    device, auth = shopper(client)
+    r = client.post(f"/v1/devices/{device}/token", headers=auth)
+    assert r.status_code == 200 and r.json()["device_id"] == device and r.json()["venue"] == "mall"
+    fresh = {"Authorization": f"Bearer {r.json()['token']}"}
+    assert client.post(f"/v1/devices/{device}/positions", headers=auth,
+                       json={"fixes": [fix(10, 10, 0)]}).status_code == 401
+    assert post(client, device, fresh, [fix(10, 10, 0)])["events"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from shapely.geometry import MultiPolygon, Point, Polygon
 
 from mallfence.spatial.geometry import (
@@ -177,3 +179,39 @@ def test_circle_polygon_radius_is_accurate(lat, radius):
     xs, ys = loc.exterior.xy
     r = [math.hypot(x, y) for x, y in zip(xs, ys, strict=True)]
     assert min(r) == pytest.approx(radius, rel=1e-9) and max(r) == pytest.approx(radius, rel=1e-9)
+
+
+# -- properties: whatever arrives, the parser accepts a valid polygon or names what is wrong ---------------
+
+_coordinate = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**20, 10**20),
+                        st.floats(min_value=LON - 0.01, max_value=LON + 0.01), st.text(max_size=3), st.none())
+_position = st.lists(_coordinate, min_size=0, max_size=4)
+_near = st.tuples(st.floats(LON - D, LON + D), st.floats(LAT - D, LAT + D)).map(list)
+_ring = st.one_of(st.lists(_position, max_size=8), st.lists(_near, min_size=3, max_size=12),
+                  st.lists(_near, min_size=3, max_size=12).map(lambda r: [*r, r[0]]))
+_geometry = st.fixed_dictionaries({
+    "type": st.sampled_from(["Polygon", "MultiPolygon", "Point", "LineString", "polygon", ""]),
+    "coordinates": st.one_of(st.lists(_ring, max_size=3), st.lists(st.lists(_ring, max_size=2), max_size=3),
+                             _position, st.none(), st.text(max_size=5)),
+})
+
+
+@given(_geometry)
+def test_any_geometry_is_accepted_valid_or_refused_with_reasons(geometry: dict) -> None:
+    try:
+        geom = parse_zone_geometry(geometry)
+    except GeometryProblems as exc:
+        assert exc.problems and all(p.message for p in exc.problems)
+        return
+    assert geom.is_valid and not geom.is_empty
+    assert isinstance(geom, Polygon | MultiPolygon | Point)
+
+
+@given(st.lists(_near, min_size=3, max_size=10))
+def test_an_accepted_ring_round_trips_through_geojson(ring: list[list[float]]) -> None:
+    try:
+        geom = parse_zone_geometry({"type": "Polygon", "coordinates": [[*ring, ring[0]]]})
+    except GeometryProblems:
+        return
+    again = parse_zone_geometry(to_geojson(geom))
+    assert again.equals_exact(geom, 1e-12)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header
+from sqlalchemy import select
 
 from mallfence.auth import service as auth_service
 from mallfence.auth.deps import PerAddress, VenueAccess
@@ -13,6 +14,7 @@ from mallfence.deps import CurrentDevice, RuntimeDep, SessionDep, write_venue
 from mallfence.devices import service
 from mallfence.devices.schemas import ConsentIn, ConsentOut, DeviceRegister, DeviceRegistered, ShopperLink, ShopperOut
 from mallfence.venues import service as venue_service
+from mallfence.venues.models import Venue
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
 shoppers = APIRouter(prefix="/v1/venues/{slug}/shoppers", tags=["shoppers"], dependencies=[VenueAccess])
@@ -28,6 +30,16 @@ def register_device(body: DeviceRegister, rt: RuntimeDep,
         auth_service.check_app_key(venue, x_app_key)
         device, token = service.register(s, venue=venue, data=body)
         return DeviceRegistered(device_id=device.id, token=token, venue=venue.slug)
+
+
+@router.post("/{device_id}/token", response_model=DeviceRegistered)
+def rotate_token(device: CurrentDevice, rt: RuntimeDep) -> DeviceRegistered:
+    """A new token for this install (the app rotates it, e.g. on every app update or when it fears the old
+    one leaked); the old token stops working at once."""
+    with transaction(rt.sessions) as s:
+        token = service.rotate_token(s, device=device)
+        slug = s.scalar(select(Venue.slug).where(Venue.id == device.venue_id))
+    return DeviceRegistered(device_id=device.id, token=token, venue=slug)
 
 
 @router.put("/{device_id}/consent", response_model=ConsentOut)

@@ -36,6 +36,13 @@ def register(session: Session, *, venue: Venue, data: DeviceRegister) -> tuple[D
     return device, token
 
 
+def rotate_token(session: Session, *, device: Device) -> str:
+    """A new bearer token for ``device``; the old one stops working at once."""
+    token = secrets.token_urlsafe(32)
+    session.execute(update(Device).where(Device.id == device.id).values(token_hash=_hash(token)))
+    return token
+
+
 def record_consent(session: Session, *, device: Device, data: ConsentIn) -> dict[str, Any]:
     """What the shopper agreed to in the app, with the version of the text they saw and when."""
     now = datetime.now(UTC)
