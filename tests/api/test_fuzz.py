@@ -91,7 +91,9 @@ def _prepare(case: Any, server: dict[str, Any]) -> None:
     if params.get("key_id") == server["key_id"]:  # revoking the fuzzer's own key would end the run
         params["key_id"] = server["key_id"] + 1
     headers = {k: v for k, v in (case.headers or {}).items() if k.lower() not in ("authorization", "x-app-key")}
-    if path.startswith("/v1/devices/{device_id}"):
+    if (case.method.upper(), path) == ("POST", "/v1/devices/{device_id}/token"):
+        pass  # rotating the fuzzer's own device token would lock it out for the rest of the run
+    elif path.startswith("/v1/devices/{device_id}"):
         params["device_id"] = server["device"]
         headers["Authorization"] = f"Bearer {server['token']}"
     elif (case.method.upper(), path) == ("POST", "/v1/devices"):

@@ -27,8 +27,10 @@ def _unavailable(reason: str) -> None:
     pytest.skip(f"BROWSER TESTS NOT RUN: {reason} (apt-get install chromium; MALLFENCE_CHROMIUM=/path overrides)")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    # Module scope, not session: while Playwright's sync API is open its event loop counts as running in
+    # this thread, and every later test that calls asyncio.run() (FCM, the stub shoppers) would fail.
     try:
         from playwright.sync_api import sync_playwright
     except ImportError as exc:
