@@ -1,4 +1,5 @@
-"""Command line: ``mobile-stub walk`` runs simulated shoppers against a mallfence server; ``mobile-stub staff``
+"""Command line: ``mobile-stub walk`` runs simulated shoppers against a mallfence server; ``mobile-stub swarm``
+loads one with many at once and measures it; ``mobile-stub staff``
 plays a store's staff app (scan a shopper's identity code, watch the store's alerts)."""
 
 from __future__ import annotations
@@ -62,6 +63,24 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a small catalog with stock, wishlists, and ready orders collected at the staff desks")
     walk.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
 
+    swarm = sub.add_parser("swarm", help="load: N shoppers at once, paced, bounded, 127.0.0.1 only; prints "
+                                          "throughput and fix-to-event latency percentiles")
+    swarm.add_argument("--server", default="http://127.0.0.1:8000", help="mallfence base URL (loopback only)")
+    swarm.add_argument("--api-key", default=os.environ.get("MALLFENCE_API_KEY"),
+                       help="an operator key of the venue (default: $MALLFENCE_API_KEY): reads the map and app key")
+    swarm.add_argument("--app-key", help="the venue's app key (default: read with --api-key)")
+    swarm.add_argument("--venue", default="", help="venue slug (default: the slug in --venue-file)")
+    swarm.add_argument("--venue-file", help="read the venue from this export file instead of the server")
+    swarm.add_argument("--shoppers", type=_positive(int), default=20, help="concurrent shoppers (at most 2000)")
+    swarm.add_argument("--rate", type=_positive(float), default=1.0,
+                       help="fixes per second per shopper (at most 10, the default device rate limit)")
+    swarm.add_argument("--duration", type=_positive(float), default=10.0, metavar="SECONDS",
+                       help="seconds of sending (at most 600)")
+    swarm.add_argument("--transport", choices=("ws", "http"), default="ws")
+    swarm.add_argument("--batch", type=_positive(int), default=10, help="http: fixes per request")
+    swarm.add_argument("--seed", type=int, default=1)
+    swarm.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+
     staff = sub.add_parser("staff", help="a staff app: scan a shopper's identity code, or watch store alerts")
     staff.add_argument("--server", default="http://127.0.0.1:8000", help="mallfence base URL")
     staff.add_argument("--token", required=True, help="the staff member's credential (mfs_…): logged in for a session")
@@ -103,9 +122,35 @@ async def _staff(args: argparse.Namespace) -> int:
             return EXIT_UNREACHABLE
 
 
+def _swarm(args: argparse.Namespace) -> int:
+    from mobile_stub.load import print_progress, run_swarm
+
+    if not args.venue and not args.venue_file:
+        print("mobile-stub: give --venue or --venue-file", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        report = asyncio.run(run_swarm(
+            args.server, args.venue, shoppers=args.shoppers, rate=args.rate, duration_s=args.duration,
+            transport=args.transport, batch=args.batch, seed=args.seed, venue_file=args.venue_file,
+            api_key=args.api_key, app_key=args.app_key, on_progress=None if args.quiet else print_progress,
+        ))
+    except StubError as exc:
+        print(f"mobile-stub: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except KeyboardInterrupt:
+        return 130
+    if not args.quiet:
+        print(file=sys.stderr)
+    print(report.format())
+    return EXIT_OK if report.registered > report.failed else EXIT_ALL_FAILED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mobile-stub`` console script."""
     args = build_parser().parse_args(argv)
+    if args.command == "swarm":
+        return _swarm(args)
     if args.command == "staff":
         try:
             return asyncio.run(_staff(args))

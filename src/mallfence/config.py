@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     log_level: str = "info"
+    # json: one JSON object per line with request_id and device_id (log shippers); text: for people.
+    log_format: Literal["text", "json"] = "text"
+    # /metrics needs "Authorization: Bearer <this>" when set; unset, it answers loopback clients only.
+    metrics_token: SecretStr | None = None
     # Apply pending migrations at start; turn off where deploys run `mallfence db upgrade` themselves.
     auto_migrate: bool = True
 

@@ -9,6 +9,7 @@ from fastapi import Depends, Header, Path
 from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
+from mallfence import logs
 from mallfence.db import transaction
 from mallfence.devices import service as device_service
 from mallfence.devices.models import Device
@@ -48,6 +49,7 @@ def current_device(
 ) -> Device:
     with rt.sessions() as session:
         device = device_service.authenticate(session, device_id=device_id, token=bearer_token(authorization))
+    logs.bind(device_id=device.id)
     rt.rate.device.take(device.id, "device")
     return device
 

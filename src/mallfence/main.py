@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DataError, IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from mallfence import console, errors, logs, migrate
+from mallfence import console, errors, logs, metrics, migrate
 from mallfence.auth import router as auth_router
 from mallfence.commerce import inbound as commerce_inbound
 from mallfence.commerce import listeners as commerce_listeners
@@ -41,7 +41,7 @@ from mallfence.devices.router import router as devices_router
 from mallfence.devices.router import shoppers as shoppers_router
 from mallfence.engagement import decide as engagement
 from mallfence.engagement import router as engagement_api
-from mallfence.middleware import AuditLog, BodyLimit, SecurityHeaders
+from mallfence.middleware import AuditLog, BodyLimit, RequestContext, SecurityHeaders
 from mallfence.privacy import service as privacy
 from mallfence.privacy.router import router as privacy_router
 from mallfence.runtime import Limits, Runtime, shared_parts
@@ -177,8 +177,8 @@ def create_app(settings: Settings | None = None, *, fcm_sender: FcmSender | None
         lifespan=lifespan,
     )
     errors.install(app)
-    # Outermost first: host check, CORS, size limit and headers before anything runs; the audit log
-    # innermost, where the route and the caller are known.
+    # Outermost first: request id, host check, CORS, size limit and headers before anything runs; the audit
+    # log innermost, where the route and the caller are known.
     app.add_middleware(AuditLog)
     app.add_middleware(SecurityHeaders, hsts=settings.environment == "production")
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
@@ -187,6 +187,7 @@ def create_app(settings: Settings | None = None, *, fcm_sender: FcmSender | None
                            allow_headers=["Authorization", "Content-Type", "X-App-Key"])
     if settings.trusted_hosts != ["*"]:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
+    app.add_middleware(RequestContext, access_log=settings.log_format == "json")
 
     @app.exception_handler(IntegrityError)
     async def _integrity(_request: Request, _exc: IntegrityError) -> JSONResponse:
@@ -210,6 +211,10 @@ def create_app(settings: Settings | None = None, *, fcm_sender: FcmSender | None
         except Exception as exc:  # report, do not raise: this is what the load balancer reads
             return JSONResponse({"status": "unavailable", "database": type(exc).__name__}, status_code=503)
         return JSONResponse({"status": "ok"})
+
+    # Not in the OpenAPI schema: it is for Prometheus, not API clients (see mallfence.metrics for access).
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    app.add_api_route("/metrics", metrics.endpoint(token), methods=["GET"], include_in_schema=False)
 
     app.include_router(auth_router.keys)
     app.include_router(auth_router.me)

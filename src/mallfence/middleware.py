@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mallfence import logs, metrics
 from mallfence.db import transaction
 from mallfence.privacy import pseudonym
 
 log = logging.getLogger("mallfence.audit")
+access = logging.getLogger("mallfence.access")
 Headers = list[tuple[bytes, bytes]]
 
 # Reads that reveal personal data are audited like changes.
@@ -160,3 +163,50 @@ def _write(rt: Any, principal: Any, action: str, params: dict[str, Any], status:
         venue_id = session.scalar(select(Venue.id).where(Venue.slug == slug)) if slug else None
         session.add(AuditEntry(actor=principal.actor, action=action, venue_id=venue_id, target=target,
                                status=status, detail={"slug": slug} if slug and venue_id is None else {}))
+
+
+class RequestContext:
+    """Outermost: the request id (the caller's ``X-Request-Id`` or a new one, sent back on the response),
+    the context of the request's log lines, the HTTP latency histogram by route template, and with
+    ``access_log`` one ``mallfence.access`` line per request (path without the query string: tokens)."""
+
+    def __init__(self, app: ASGIApp, *, access_log: bool = False):
+        self.app, self.access_log = app, access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        given = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), None)
+        ctx = {"request_id": logs.incoming_request_id(given)}
+        token = logs._context.set(ctx)
+        try:
+            if scope["type"] == "websocket":
+                await self.app(scope, receive, send)
+                return
+            await self._http(scope, receive, send, ctx)
+        finally:
+            logs._context.reset(token)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send, ctx: dict[str, str]) -> None:
+        status = {"code": 500}
+        rid = ctx["request_id"].encode()
+
+        async def with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid)]
+            await send(message)
+
+        t0 = time.perf_counter()
+        try:
+            await self.app(scope, receive, with_id)
+        finally:
+            elapsed = time.perf_counter() - t0
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            metrics.HTTP_SECONDS.labels(template, scope["method"], f"{status['code'] // 100}xx").observe(elapsed)
+            if self.access_log:
+                access.info("%s %s %s", scope["method"], scope["path"], status["code"],
+                            extra={"route": template, "status": status["code"],
+                                   "duration_ms": round(elapsed * 1000, 2)})

@@ -12,6 +12,7 @@ import math
 import threading
 import time
 
+from mallfence import metrics
 from mallfence.errors import DomainError
 
 
@@ -28,10 +29,11 @@ class TooManyRequests(DomainError):
 
 
 class TokenBuckets:
-    def __init__(self, rate_per_s: float, burst: float, *, max_keys: int = 200_000):
+    def __init__(self, rate_per_s: float, burst: float, *, max_keys: int = 200_000, kind: str = "other"):
         if not (rate_per_s > 0 and burst >= 1):
             raise ValueError("a rate limit needs rate_per_s > 0 and burst >= 1")
         self.rate, self.burst, self.max_keys = rate_per_s, burst, max_keys
+        self._refused = metrics.RATE_LIMITED.labels(kind)  # kind: device, operator, public (a bounded set)
         self._buckets: dict[str, list[float]] = {}  # key -> [tokens, last refill (monotonic)]
         self._lock = threading.Lock()
 
@@ -50,7 +52,8 @@ class TokenBuckets:
                 bucket[0] = tokens - cost
                 return 0.0
             bucket[0] = tokens
-            return (cost - tokens) / self.rate
+        self._refused.inc()
+        return (cost - tokens) / self.rate
 
     def take(self, key: str, what: str, cost: float = 1.0) -> None:
         """Take a token or raise TooManyRequests naming ``what`` is limited."""

@@ -90,9 +90,10 @@ class Limits:
 
     @classmethod
     def of(cls, settings: Settings) -> Limits:
-        return cls(device=TokenBuckets(settings.device_rate_per_s, settings.device_burst),
-                   operator=TokenBuckets(settings.operator_rate_per_s, settings.operator_burst),
-                   public=TokenBuckets(settings.public_rate_per_min / 60.0, max(1.0, settings.public_rate_per_min)))
+        return cls(device=TokenBuckets(settings.device_rate_per_s, settings.device_burst, kind="device"),
+                   operator=TokenBuckets(settings.operator_rate_per_s, settings.operator_burst, kind="operator"),
+                   public=TokenBuckets(settings.public_rate_per_min / 60.0, max(1.0, settings.public_rate_per_min),
+                                       kind="public"))
 
 
 @dataclass

@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from mallfence import metrics
 from mallfence.delivery import webhooks
 from mallfence.delivery.fcm import FcmSender, PushMessage, PushResult
 from mallfence.delivery.models import DeliveryAttempt, Notification, PushToken
@@ -207,7 +208,11 @@ class Dispatcher(PollingWorker):
         messages = [m for pushes in plan.values() for _, m in pushes]
         results: list[PushResult] = []
         for start in range(0, len(messages), FCM_BATCH):
-            results += self._sender.send(messages[start:start + FCM_BATCH])  # type: ignore[union-attr]
+            with metrics.timed("send"):
+                results += self._sender.send(messages[start:start + FCM_BATCH])  # type: ignore[union-attr]
+        for result in results:
+            if result.outcome != "sent":
+                metrics.fcm_error(result.reason)
         return results
 
     def _settle_fcm(self, session: Session, plan: dict[_Note, list[tuple[int, PushMessage]]],
@@ -258,6 +263,7 @@ class Dispatcher(PollingWorker):
         return webhooks.enqueue_notification_outcomes(session, webhooks.notification_outcomes(reported, before))  # type: ignore[arg-type]
 
     def _attempt(self, note: _Note, channel: str, outcome: str, reason: str | None, now: datetime) -> None:
+        metrics.NOTIFICATIONS.labels(channel, outcome).inc()
         note.log.append({"notification_id": note.id, "channel": channel, "outcome": outcome,
                          "reason": reason[:200] if reason else None, "at": now})
 

@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from mallfence import metrics
 from mallfence.delivery import schemas, webhooks
 from mallfence.delivery.models import DeliveryAttempt, Notification, PushToken
 from mallfence.devices.models import Device
@@ -58,19 +59,21 @@ def enqueue(
     collapse_key: str | None = None,
 ) -> Notification | None:
     """Write a notification in the caller's transaction; None if its dedupe key was used already."""
-    if session.scalar(select(Notification.id).where(Notification.dedupe_key == dedupe_key)) is not None:
-        return None
-    now = datetime.now(UTC)
-    note = Notification(
-        venue_id=venue_id, device_id=device_id, dedupe_key=dedupe_key, category=category, title=title, body=body,
-        data=dict(data or {}), deep_link=deep_link, collapse_key=collapse_key,
-        expires_at=now + timedelta(seconds=ttl_s), next_attempt_at=now, status="pending", attempts=0,
-    )
-    try:
-        with session.begin_nested():  # a concurrent writer may win the unique key: keep our transaction
-            session.add(note)
-    except IntegrityError:
-        return None
+    with metrics.timed("outbox"):
+        if session.scalar(select(Notification.id).where(Notification.dedupe_key == dedupe_key)) is not None:
+            return None
+        now = datetime.now(UTC)
+        note = Notification(
+            venue_id=venue_id, device_id=device_id, dedupe_key=dedupe_key, category=category, title=title,
+            body=body, data=dict(data or {}), deep_link=deep_link, collapse_key=collapse_key,
+            expires_at=now + timedelta(seconds=ttl_s), next_attempt_at=now, status="pending", attempts=0,
+        )
+        try:
+            with session.begin_nested():  # a concurrent writer may win the unique key: keep our transaction
+                session.add(note)
+        except IntegrityError:
+            return None
+    metrics.NOTIFICATIONS_CREATED.inc()  # counted at the write: a rolled-back batch overcounts, rarely
     return note
 
 

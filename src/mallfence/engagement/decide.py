@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from mallfence import metrics
 from mallfence.delivery import service as delivery
 from mallfence.devices.models import Device
 from mallfence.devices.models import Shopper as Shopper_
@@ -134,6 +135,11 @@ def on_events(batch: EventBatch) -> None:
     Besides campaigns, ``rt.push_sources`` (commerce: wishlists, orders) add candidates per event
     (``explain["event_id"]``), and ``rt.out_of_stock`` lets offers naming products check the store's stock.
     """
+    with metrics.timed("decision"):
+        _decide_batch(batch)
+
+
+def _decide_batch(batch: EventBatch) -> None:
     index = batch.snapshot.campaigns
     extra: dict[int | None, list[PushCandidate]] = defaultdict(list)
     for source in batch.rt.push_sources:

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response, WebSocket, WebSoc
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from mallfence import metrics
 from mallfence.auth import service as auth_service
 from mallfence.auth.deps import StaffSession, VenueAccess
 from mallfence.commerce import orders as commerce_orders
@@ -219,6 +220,7 @@ async def staff_stream(websocket: WebSocket, token: str | None = None) -> None:
     channel = store_channel(member.store_id)
     queue = rt.hub.subscribe(channel)
     sender = asyncio.create_task(_send_loop(websocket, queue))
+    metrics.WEBSOCKETS.labels("staff").inc()
     try:
         queue.put_nowait({"type": "hello", "staff_id": member.id, "store_id": member.store_id, "venue": slug})
         while True:
@@ -234,6 +236,7 @@ async def staff_stream(websocket: WebSocket, token: str | None = None) -> None:
     except WebSocketDisconnect:
         pass
     finally:
+        metrics.WEBSOCKETS.labels("staff").dec()
         rt.hub.unsubscribe(channel, queue)
         sender.cancel()
 

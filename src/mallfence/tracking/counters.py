@@ -9,6 +9,8 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
+from mallfence import metrics
+
 
 class VenueCounters:
     def __init__(self) -> None:
@@ -17,6 +19,7 @@ class VenueCounters:
 
     def add(self, venue_id: int, name: str, n: int = 1) -> None:
         if n:
+            metrics.ingest_counter(name, n)
             with self._lock:
                 self._by_venue.setdefault(venue_id, Counter())[name] += n
 

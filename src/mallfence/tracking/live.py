@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
+from mallfence import metrics
 from mallfence.auth.deps import resolve
 from mallfence.deps import bearer_token
 from mallfence.errors import DomainError, Forbidden
@@ -101,6 +102,7 @@ async def live(websocket: WebSocket, slug: str, token: str | None = None) -> Non
     queue = rt.hub.subscribe(key)
     _watched.pop((id(rt), key), None)  # publish from now on, not after the cached "nobody watches" runs out
     sender = asyncio.create_task(_send(websocket, queue))
+    metrics.WEBSOCKETS.labels("live").inc()
     try:
         queue.put_nowait({"type": "hello", "venue": slug})
         while True:
@@ -112,6 +114,7 @@ async def live(websocket: WebSocket, slug: str, token: str | None = None) -> Non
     except WebSocketDisconnect:
         pass
     finally:
+        metrics.WEBSOCKETS.labels("live").dec()
         rt.hub.unsubscribe(key, queue)
         sender.cancel()
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from mallfence import logs, metrics
 from mallfence.auth.deps import VenueAccess
 from mallfence.db import transaction
 from mallfence.delivery import service as delivery_service
@@ -122,8 +123,10 @@ async def stream(websocket: WebSocket, device_id: str, token: str | None = None)
     except DomainError as exc:
         await websocket.close(CLOSE_BAD_TOKEN, exc.message[:120])
         return
+    logs.bind(device_id=device.id)
     queue = rt.hub.subscribe(device.id)
     sender = asyncio.create_task(_send_loop(websocket, queue))
+    metrics.WEBSOCKETS.labels("device").inc()
     try:
         # Every outgoing message goes through the queue, so one task writes to the socket.
         # Whatever the app has not acknowledged goes out again on this connection; requeued before the
@@ -139,6 +142,7 @@ async def stream(websocket: WebSocket, device_id: str, token: str | None = None)
     except WebSocketDisconnect:
         pass
     finally:
+        metrics.WEBSOCKETS.labels("device").dec()
         rt.hub.unsubscribe(device.id, queue)
         sender.cancel()
 
@@ -160,7 +164,8 @@ async def _handle(rt: Runtime, device: Device, text: str | None) -> dict[str, An
         return ws_message("error", code="too_large", detail=f"a message of {len(text)} bytes is over the "
                           f"{rt.settings.max_ws_message_bytes}-byte limit: send smaller batches")
     try:
-        message = _client_message.validate_python(json.loads(text))
+        with metrics.timed("parse"):
+            message = _client_message.validate_python(json.loads(text))
     except json.JSONDecodeError as exc:
         return ws_message("error", code="invalid_json", detail=f"message is not JSON: {exc.msg} at {exc.pos}")
     except ValidationError as exc:

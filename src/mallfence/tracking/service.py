@@ -21,6 +21,7 @@ import numpy as np
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from mallfence import metrics
 from mallfence.db import transaction
 from mallfence.devices.models import Device
 from mallfence.errors import Forbidden, Invalid, Issue
@@ -120,6 +121,8 @@ def _observe(snapshot: VenueSnapshot, state: DeviceState, ordered: Sequence[FixI
     """Run fixes (in time order) through the spoofing checks and presence; (events, positions of stale fixes)."""
     if not ordered:
         return [], []
+    metrics.FIXES.labels(source).inc(len(ordered))
+    t0 = time.perf_counter()
     xs, ys = snapshot.index.to_local(np.array([f.lon for f in ordered]), np.array([f.lat for f in ordered]))
     # A fix without a floor is matched on the level a recent beacon fix or QR scan put the device on.
     floors = [f.floor if f.floor is not None else state.floor_at(f.ts.timestamp()) for f in ordered]
@@ -129,6 +132,8 @@ def _observe(snapshot: VenueSnapshot, state: DeviceState, ordered: Sequence[FixI
         np.array([f.accuracy_m for f in ordered]),
     )
     points, zones, inside = hits.point.tolist(), hits.zone.tolist(), hits.inside.tolist()  # type: ignore[union-attr]
+    t1 = time.perf_counter()
+    metrics.observe("match", t1 - t0)
     produced: list[_Produced] = []
     stale: list[int] = []
     j = 0
@@ -154,6 +159,9 @@ def _observe(snapshot: VenueSnapshot, state: DeviceState, ordered: Sequence[FixI
         else:
             state.last_xy = (x, y, ts, fix.accuracy_m)
         produced.extend(_Produced(e, fix, source, found or None) for e in events)
+    metrics.observe("presence", time.perf_counter() - t1)
+    if stale:
+        metrics.DROPPED.labels("stale").inc(len(stale))
     return produced, stale
 
 
@@ -186,7 +194,7 @@ def _store(rt: Runtime, device: Device, snapshot: VenueSnapshot, produced: Seque
     # Most fixes change nothing: no transaction (and no fsync) for them.
     if not (produced or first or rt.states.due_touch(device.id, LAST_SEEN_EVERY_S)):
         return [], None
-    with transaction(rt.sessions) as session:
+    with metrics.timed("store"), transaction(rt.sessions) as session:
         rows = [*first, *(_event_row(device, p.event, p.fix, p.source, p.flags) for p in produced)]
         session.add_all(rows)
         session.execute(update(Device).where(Device.id == device.id).values(last_seen_at=datetime.now(UTC)))
@@ -213,6 +221,8 @@ def _finish(rt: Runtime, device_id: str, out: list[EventOut], batch: EventBatch 
     """After the commit: the listeners' follow-up work, then the events to the device's sockets."""
     if batch is not None:
         run_after_commit(batch)
+    for e in out:
+        metrics.EVENTS.labels(e.kind).inc()
     publish(rt, device_id, out)
 
 
@@ -231,10 +241,11 @@ def _counter(rt: Runtime, venue_id: int) -> Callable[[str], None]:
 
 def ingest(rt: Runtime, *, device: Device, fixes: Sequence[FixIn], source: str = "gps") -> IngestOut:
     """Apply a batch of fixes from one device; all its events are stored or none are."""
-    check_consent(device)
-    snapshot = snapshot_of(rt, device.venue_id)
-    _check_batch(rt, snapshot, fixes)
-    old = too_old(rt, [f.ts for f in fixes])
+    with metrics.timed("validate"):
+        check_consent(device)
+        snapshot = snapshot_of(rt, device.venue_id)
+        _check_batch(rt, snapshot, fixes)
+        old = too_old(rt, [f.ts for f in fixes])
     rt.counters.add(device.venue_id, "fixes_too_old", len(old))
     order = sorted((i for i in range(len(fixes)) if i not in old), key=lambda i: fixes[i].ts)
     with rt.states.locked(device.id):
