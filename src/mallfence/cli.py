@@ -1,5 +1,5 @@
 """Command line: mallfence serve | demo | dispatch | db upgrade | zones import (GeoJSON or IMDF) / export |
-beacons import | qr import."""
+beacons import | qr import | rollup."""
 
 from __future__ import annotations
 
@@ -257,6 +257,35 @@ def cmd_segments(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rollup(args: argparse.Namespace) -> int:
+    """Take new events into the hourly rollups (the server's sweep does it too); ``--rebuild`` starts over."""
+    from sqlalchemy import delete
+
+    from mallfence.analytics import rollup
+    from mallfence.analytics.models import RollupState, ZoneHourly
+
+    engine = make_engine(_settings(args).database_url)
+    migrate.upgrade(engine)
+    total = 0
+    try:
+        sessions = make_session_factory(engine)
+        if args.rebuild:
+            with transaction(sessions) as session:
+                session.execute(delete(ZoneHourly))
+                session.execute(delete(RollupState))
+        while True:  # passes of at most --batch events, each its own transaction
+            with transaction(sessions) as session:
+                moved = rollup.roll_up(session, lag_s=args.lag_s, max_events=args.batch)
+                last = rollup.position(session)
+            total += moved
+            if not moved:
+                break
+    finally:
+        engine.dispose()
+    print(json.dumps({"events_taken_in": total, "last_event_id": last}))
+    return 0
+
+
 def cmd_keys_create(args: argparse.Namespace) -> int:
     """Create an operator key: the first one (a platform admin) can only come from here."""
     from sqlalchemy import select
@@ -363,6 +392,12 @@ def parser() -> argparse.ArgumentParser:
     segments = sub.add_parser("segments", help="recompute every shopper's segment for today (a nightly job)")
     segments.add_argument("--venue", required=True)
     segments.set_defaults(func=cmd_segments)
+
+    roll = sub.add_parser("rollup", help="take new events into the hourly analytics rollups")
+    roll.add_argument("--lag-s", type=float, default=30.0, help="leave events recorded this recently for the next pass")
+    roll.add_argument("--batch", type=int, default=1_000_000, help="event ids per pass (one transaction each)")
+    roll.add_argument("--rebuild", action="store_true", help="drop the rollups and read the whole event log again")
+    roll.set_defaults(func=cmd_rollup)
 
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True)

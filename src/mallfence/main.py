@@ -17,6 +17,8 @@ from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from mallfence import errors, migrate
+from mallfence.analytics import rollup
+from mallfence.analytics.router import router as analytics_router
 from mallfence.auth import router as auth_router
 from mallfence.commerce import inbound as commerce_inbound
 from mallfence.commerce import listeners as commerce_listeners
@@ -88,12 +90,17 @@ def _purge_inbound(rt: Runtime) -> int:
         return commerce_inbound.purge(session)
 
 
+def _roll_up(rt: Runtime) -> int:
+    with transaction(rt.sessions) as session:
+        return rollup.roll_up(session)
+
+
 async def _sweep(rt: Runtime) -> None:
-    """Close visits of devices that went silent, drop old identity codes and inbound delivery ids, every
-    ``presence_sweep_interval_s``."""
+    """Close visits of devices that went silent, drop old identity codes and inbound delivery ids, take new
+    events into the hourly rollups, every ``presence_sweep_interval_s``."""
     while True:
         await asyncio.sleep(rt.settings.presence_sweep_interval_s)
-        for task in (tracking_service.expire_silent, _purge_codes, _purge_inbound):
+        for task in (tracking_service.expire_silent, _purge_codes, _purge_inbound, _roll_up):
             try:
                 await run_in_threadpool(task, rt)
             except Exception:  # the next sweep retries; a sweep must never kill the server
@@ -209,4 +216,5 @@ def create_app(settings: Settings | None = None, *, fcm_sender: FcmSender | None
     app.include_router(wishlist_router)
     app.include_router(stock_router)
     app.include_router(commerce_inbound_router)
+    app.include_router(analytics_router)
     return app

@@ -1,0 +1,196 @@
+"""Footfall, dwell, peak hours and paths of a venue over a window: hourly rollups where they add up, the
+event log (by venue and time, by zone and time) where they do not (distinct shoppers over several hours,
+percentiles, paths)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, literal, select, type_coerce
+from sqlalchemy.orm import Session
+
+from mallfence.analytics import rollup
+from mallfence.analytics.models import DWELL_EDGES_S
+from mallfence.analytics.stats import percentile
+from mallfence.analytics.timesql import dialect, hour_floor, seconds_between
+from mallfence.analytics.window import Window
+from mallfence.db import UTCDateTime
+from mallfence.errors import Invalid, Issue
+from mallfence.tracking.models import Event
+from mallfence.venues.models import Venue, Zone
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# Paths count moves between places a shopper chooses to go; corridors, levels, departments and the venue
+# outline nest around or inside those and would only repeat them.
+PATH_KINDS = ("store", "food_court", "entrance", "pickup")
+PATH_MAX_GAP_S = 2 * 3600.0  # a longer gap between two enters is another trip, not a move
+BIN_LABELS = ("<1 min", "1-5 min", "5-15 min", "15-30 min", "30-60 min", ">60 min")
+
+
+def zones_of(session: Session, *, venue: Venue, zone_id: int | None) -> dict[int, Zone]:
+    """The venue's zones by id; only ``zone_id`` when given (422 naming it when the venue has no such zone)."""
+    q = select(Zone).where(Zone.venue_id == venue.id)
+    if zone_id is not None:
+        q = q.where(Zone.id == zone_id)
+    zones = {z.id: z for z in session.scalars(q).unique()}
+    if zone_id is not None and not zones:
+        raise Invalid(Issue(("query", "zone_id"), f"zone {zone_id} does not exist in venue {venue.slug!r}"))
+    return zones
+
+
+def _zone_out(zones: dict[int, Zone], zone_id: int) -> dict[str, Any]:
+    z = zones.get(zone_id)  # events outlive deleted zones: still counted, named by id
+    return {"zone_id": zone_id, "name": z.name if z else f"deleted zone {zone_id}", "kind": z.kind if z else None}
+
+
+def _enters(venue_id: int, w: Window, zone_ids: Sequence[int] | None) -> Any:
+    q = select(Event.zone_id).where(Event.venue_id == venue_id, Event.kind == "enter", Event.zone_id.is_not(None),
+                                    Event.occurred_at >= w.lo, Event.occurred_at < w.hi)
+    return q.where(Event.zone_id.in_(zone_ids)) if zone_ids is not None else q
+
+
+def _uniques(session: Session, venue_id: int, w: Window, zone_ids: Sequence[int] | None) -> dict[int, int]:
+    q = _enters(venue_id, w, zone_ids).add_columns(func.count(func.distinct(Event.device_id))).group_by(Event.zone_id)
+    return {z: n for z, n in session.execute(q).all()}
+
+
+def _daily_uniques(session: Session, venue_id: int, w: Window,
+                   zone_ids: Sequence[int] | None) -> dict[tuple[int, datetime], int]:
+    """Distinct devices per zone per local day (keyed by the local midnight)."""
+    if dialect(session) == "postgresql":
+        day = type_coerce(func.date_trunc("day", Event.occurred_at, literal(w.tz.key)), UTCDateTime)
+        q = _enters(venue_id, w, zone_ids).add_columns(day, func.count(func.distinct(Event.device_id))) \
+            .group_by(Event.zone_id, day)
+        return {(z, d.astimezone(w.tz)): n for z, d, n in session.execute(q).all()}
+    seen: dict[tuple[int, datetime], set[str]] = defaultdict(set)  # SQLite knows no time zones: days here
+    q = _enters(venue_id, w, zone_ids).add_columns(Event.device_id, hour_floor(Event.occurred_at, "sqlite")).distinct()
+    for z, device, hour in session.execute(q).all():
+        local = hour.astimezone(w.tz)
+        seen[(z, local.replace(hour=0, minute=0, second=0, microsecond=0))].add(device)
+    return {k: len(v) for k, v in seen.items()}
+
+
+def footfall(session: Session, *, venue: Venue, w: Window, bucket: str, zone_id: int | None) -> dict[str, Any]:
+    """Visits (enters) and unique shoppers (distinct devices) per zone, in total and per hour or local day."""
+    zones = zones_of(session, venue=venue, zone_id=zone_id)
+    ids = [zone_id] if zone_id is not None else None
+    cells = rollup.hourly_cells(session, venue_id=venue.id, zone_ids=ids, lo=w.lo, hi=w.hi)
+    series: dict[int, dict[datetime, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+    for c in cells:
+        if not c.visits:
+            continue
+        start = c.hour if bucket == "hour" else c.hour.astimezone(w.tz).replace(hour=0, minute=0, second=0,
+                                                                               microsecond=0)
+        point = series[c.zone_id][start]
+        point[0] += c.visits
+        point[1] = c.visitors  # per hour: exact; per day replaced below
+    if bucket == "day":
+        for (z, day), n in _daily_uniques(session, venue.id, w, ids).items():
+            series[z][day][1] = n
+    totals = _uniques(session, venue.id, w, ids)
+    out = []
+    for z in sorted(set(zones) | set(series)):
+        points = sorted(series[z].items()) if z in series else []
+        out.append({**_zone_out(zones, z), "visits": sum(p[0] for _, p in points),
+                    "unique_shoppers": totals.get(z, 0),
+                    "series": [{"start": t.isoformat(), "visits": v, "unique_shoppers": u} for t, (v, u) in points]})
+    out.sort(key=lambda r: (-r["visits"], r["zone_id"]))
+    return {"bucket": bucket, "from": w.lo.isoformat(), "to": w.hi.isoformat(), "timezone": w.tz.key, "zones": out}
+
+
+def _durations(session: Session, venue_id: int, w: Window, zone_ids: Sequence[int] | None
+               ) -> dict[int, tuple[float | None, float | None]]:
+    """p50 and p90 of the stays that ended in the window, per zone."""
+    q = select(Event.zone_id).where(Event.venue_id == venue_id, Event.kind == "exit", Event.duration_s.is_not(None),
+                                    Event.zone_id.is_not(None), Event.occurred_at >= w.lo, Event.occurred_at < w.hi)
+    if zone_ids is not None:
+        q = q.where(Event.zone_id.in_(zone_ids))
+    if dialect(session) == "postgresql":
+        q = q.add_columns(func.percentile_cont(0.5).within_group(Event.duration_s),
+                          func.percentile_cont(0.9).within_group(Event.duration_s)).group_by(Event.zone_id)
+        return {z: (p50, p90) for z, p50, p90 in session.execute(q).all()}
+    by_zone: dict[int, list[float]] = defaultdict(list)
+    for z, d in session.execute(q.add_columns(Event.duration_s).order_by(Event.zone_id, Event.duration_s)).all():
+        by_zone[z].append(d)
+    return {z: (percentile(v, 0.5), percentile(v, 0.9)) for z, v in by_zone.items()}
+
+
+def dwell(session: Session, *, venue: Venue, w: Window, zone_id: int | None) -> dict[str, Any]:
+    """How long stays lasted (exit events' durations, by the time they ended): count, mean, p50, p90, histogram."""
+    zones = zones_of(session, venue=venue, zone_id=zone_id)
+    ids = [zone_id] if zone_id is not None else None
+    sums: dict[int, list[float]] = defaultdict(lambda: [0, 0.0, *([0] * len(BIN_LABELS))])
+    for c in rollup.hourly_cells(session, venue_id=venue.id, zone_ids=ids, lo=w.lo, hi=w.hi):
+        acc = sums[c.zone_id]
+        acc[0] += c.stays
+        acc[1] += c.stay_s
+        for i, n in enumerate(c.bins):
+            acc[2 + i] += n
+    quantiles = _durations(session, venue.id, w, ids)
+    edges = (0.0, *DWELL_EDGES_S, None)
+    out = []
+    for z in sorted(set(zones) | {z for z, acc in sums.items() if acc[0]}):
+        acc = sums[z]
+        count = int(acc[0])
+        p50, p90 = quantiles.get(z, (None, None))
+        out.append({**_zone_out(zones, z), "count": count, "mean_s": acc[1] / count if count else None,
+                    "p50_s": p50, "p90_s": p90,
+                    "histogram": [{"bin": label, "from_s": edges[i], "to_s": edges[i + 1], "count": int(acc[2 + i])}
+                                  for i, label in enumerate(BIN_LABELS)]})
+    out.sort(key=lambda r: (-r["count"], r["zone_id"]))
+    return {"from": w.lo.isoformat(), "to": w.hi.isoformat(), "zones": out}
+
+
+def peak_hours(session: Session, *, venue: Venue, w: Window, zone_id: int | None) -> dict[str, Any]:
+    """Visits by local hour of day and weekday: of ``zone_id``, else of the venue outline zones (kind
+    ``venue``: each arrival once), else of every zone."""
+    zones = zones_of(session, venue=venue, zone_id=zone_id)
+    if zone_id is None:
+        outline = [z.id for z in zones.values() if z.kind == "venue"]
+        ids: list[int] | None = outline or None
+        counted = "venue outline" if outline else "every zone"
+    else:
+        ids, counted = [zone_id], zones[zone_id].name
+    grid = [[0] * 24 for _ in WEEKDAYS]
+    for c in rollup.hourly_cells(session, venue_id=venue.id, zone_ids=ids, lo=w.lo, hi=w.hi):
+        local = c.hour.astimezone(w.tz)  # the hour's start decides (exact for whole-hour offsets)
+        grid[local.weekday()][local.hour] += c.visits
+    by_hour = [sum(day[h] for day in grid) for h in range(24)]
+    busiest = max(((d, h) for d in range(7) for h in range(24)), key=lambda dh: (grid[dh[0]][dh[1]], -dh[0], -dh[1]))
+    top = grid[busiest[0]][busiest[1]]
+    return {"from": w.lo.isoformat(), "to": w.hi.isoformat(), "timezone": w.tz.key, "counted": counted,
+            "zone_ids": sorted(ids) if ids is not None else None,
+            "by_hour": [{"hour": h, "visits": by_hour[h]} for h in range(24)],
+            "by_weekday": [{"weekday": WEEKDAYS[d], "visits": sum(grid[d])} for d in range(7)],
+            "grid": {WEEKDAYS[d]: grid[d] for d in range(7)},
+            "busiest": {"weekday": WEEKDAYS[busiest[0]], "hour": busiest[1], "visits": top} if top else None}
+
+
+def transitions(session: Session, *, venue: Venue, w: Window, limit: int) -> dict[str, Any]:
+    """The most common moves between two places: a device's enter into one zone of ``PATH_KINDS`` followed by
+    its next enter into another such zone within ``PATH_MAX_GAP_S``."""
+    zones = {z.id: z for z in session.scalars(select(Zone).where(Zone.venue_id == venue.id,
+                                                                 Zone.kind.in_(PATH_KINDS))).unique()}
+    if not zones:
+        return {"from": w.lo.isoformat(), "to": w.hi.isoformat(), "kinds": list(PATH_KINDS),
+                "max_gap_s": PATH_MAX_GAP_S, "transitions": []}
+    order = (Event.occurred_at, Event.id)
+    steps = select(
+        Event.device_id, Event.zone_id.label("to_zone"), Event.occurred_at.label("at"),
+        func.lag(Event.zone_id).over(partition_by=Event.device_id, order_by=order).label("from_zone"),
+        func.lag(Event.occurred_at).over(partition_by=Event.device_id, order_by=order).label("prev_at"),
+    ).where(Event.venue_id == venue.id, Event.kind == "enter", Event.zone_id.in_(zones),
+            Event.occurred_at >= w.lo, Event.occurred_at < w.hi).subquery()
+    gap = seconds_between(steps.c.at, steps.c.prev_at, dialect(session))
+    n = func.count()
+    q = (select(steps.c.from_zone, steps.c.to_zone, n, func.count(func.distinct(steps.c.device_id)))
+         .where(steps.c.from_zone.is_not(None), steps.c.from_zone != steps.c.to_zone, gap <= PATH_MAX_GAP_S)
+         .group_by(steps.c.from_zone, steps.c.to_zone)
+         .order_by(n.desc(), steps.c.from_zone, steps.c.to_zone).limit(limit))
+    out = [{"from_zone": _zone_out(zones, a), "to_zone": _zone_out(zones, b), "count": c, "shoppers": s}
+           for a, b, c, s in session.execute(q).all()]
+    return {"from": w.lo.isoformat(), "to": w.hi.isoformat(), "kinds": list(PATH_KINDS),
+            "max_gap_s": PATH_MAX_GAP_S, "transitions": out}
