@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Select, and_, case, delete, func, insert, select
 from sqlalchemy.orm import Session
@@ -116,28 +117,68 @@ def position(session: Session) -> int:
     return session.scalar(select(RollupState.last_event_id).where(RollupState.name == NAME)) or 0
 
 
+_SUMS = (ZoneHourly.visits, ZoneHourly.visitors, ZoneHourly.stays, ZoneHourly.stay_s,
+         *(getattr(ZoneHourly, f"dwell_{b}") for b in DWELL_BINS))
+
+
+def _cell(zone_id: int, hour: datetime, row: Sequence[Any]) -> Cell:
+    return Cell(zone_id, hour, int(row[0]), int(row[1]), int(row[2]), float(row[3]), tuple(int(b) for b in row[4:]))
+
+
+def _dirty(session: Session, name: str, venue_id: int, zone_ids: Sequence[int] | None, lo: datetime,
+           hi: datetime) -> set[tuple[int, datetime]]:
+    """(zone, hour) cells in [lo, hi) holding events the job has not taken in yet."""
+    q = select(Event.zone_id, hour_floor(Event.occurred_at, name).label("hour")).where(
+        Event.id > position(session), Event.venue_id == venue_id, Event.kind.in_(KINDS),
+        Event.zone_id.is_not(None), Event.occurred_at >= lo, Event.occurred_at < hi).distinct()
+    if zone_ids is not None:
+        q = q.where(Event.zone_id.in_(zone_ids))
+    return {(z, h) for z, h in session.execute(q).all()}
+
+
+def _live(session: Session, name: str, dirty: set[tuple[int, datetime]]) -> list[Cell]:
+    """The dirty cells computed from the events: one query over their zones and span."""
+    if not dirty:
+        return []
+    first, last = min(h for _, h in dirty), max(h for _, h in dirty)
+    q = _aggregate(name).where(Event.zone_id.in_({z for z, _ in dirty}), Event.occurred_at >= first,
+                               Event.occurred_at < last + HOUR)
+    return [_cell(r[0], r[1], r[3:]) for r in session.execute(q).all() if (r[0], r[1]) in dirty]
+
+
+def _stored(zone_ids: Sequence[int] | None, venue_id: int, lo: datetime, hi: datetime, *cols: Any) -> Select[Any]:
+    q = select(*cols).where(ZoneHourly.venue_id == venue_id, ZoneHourly.hour >= lo, ZoneHourly.hour < hi)
+    return q.where(ZoneHourly.zone_id.in_(zone_ids)) if zone_ids is not None else q
+
+
 def hourly_cells(session: Session, *, venue_id: int, zone_ids: Sequence[int] | None, lo: datetime,
                  hi: datetime) -> list[Cell]:
     """The venue's (zone, hour) cells for the whole UTC hours in [lo, hi): from ``zone_hourly``, except cells
     that have events the job has not taken in yet, which are computed from the events now."""
     name = dialect(session)
-    pos = position(session)
-    fresh = select(Event.zone_id, hour_floor(Event.occurred_at, name).label("hour")).where(
-        Event.id > pos, Event.venue_id == venue_id, Event.kind.in_(KINDS), Event.zone_id.is_not(None),
-        Event.occurred_at >= lo, Event.occurred_at < hi).distinct()
-    if zone_ids is not None:
-        fresh = fresh.where(Event.zone_id.in_(zone_ids))
-    dirty = {(z, h) for z, h in session.execute(fresh).all()}
-    q = select(ZoneHourly).where(ZoneHourly.venue_id == venue_id, ZoneHourly.hour >= lo, ZoneHourly.hour < hi)
-    if zone_ids is not None:
-        q = q.where(ZoneHourly.zone_id.in_(zone_ids))
-    cells = [Cell(r.zone_id, r.hour, r.visits, r.visitors, r.stays, r.stay_s,
-                  tuple(getattr(r, f"dwell_{b}") for b in DWELL_BINS))
-             for r in session.scalars(q) if (r.zone_id, r.hour) not in dirty]
-    if dirty:  # one query over the dirty zones and hours' span, keeping only the dirty cells
+    dirty = _dirty(session, name, venue_id, zone_ids, lo, hi)
+    rows = session.execute(_stored(zone_ids, venue_id, lo, hi, ZoneHourly.zone_id, ZoneHourly.hour, *_SUMS)).all()
+    cells = [_cell(r[0], r[1], r[2:]) for r in rows if (r[0], r[1]) not in dirty]
+    return cells + _live(session, name, dirty)
+
+
+def zone_totals(session: Session, *, venue_id: int, zone_ids: Sequence[int] | None, lo: datetime,
+                hi: datetime) -> dict[int, Cell]:
+    """Per zone, the sums of its cells in [lo, hi) (``visitors`` summed too: an upper bound, not distinct):
+    added up by the database, with dirty cells swapped for their live values."""
+    name = dialect(session)
+    dirty = _dirty(session, name, venue_id, zone_ids, lo, hi)
+    q = _stored(zone_ids, venue_id, lo, hi, ZoneHourly.zone_id, *(func.sum(c) for c in _SUMS)) \
+        .group_by(ZoneHourly.zone_id)
+    sums = {r[0]: list(r[1:]) for r in session.execute(q).all()}
+    if dirty:
         first, last = min(h for _, h in dirty), max(h for _, h in dirty)
-        live = _aggregate(name).where(Event.zone_id.in_({z for z, _ in dirty}), Event.occurred_at >= first,
-                                      Event.occurred_at < last + HOUR)
-        cells += [Cell(r[0], r[1], int(r[3]), int(r[4]), int(r[5]), float(r[6]), tuple(int(b) for b in r[7:]))
-                  for r in session.execute(live).all() if (r[0], r[1]) in dirty]
-    return cells
+        stale = _stored(zone_ids, venue_id, first, last + HOUR, ZoneHourly.zone_id, ZoneHourly.hour, *_SUMS)
+        for r in session.execute(stale).all():
+            if (r[0], r[1]) in dirty:
+                sums[r[0]] = [a - b for a, b in zip(sums[r[0]], r[2:], strict=True)]
+        for c in _live(session, name, dirty):
+            acc = sums.setdefault(c.zone_id, [0] * len(_SUMS))
+            sums[c.zone_id] = [a + b for a, b in zip(acc, (c.visits, c.visitors, c.stays, c.stay_s, *c.bins),
+                                                     strict=True)]
+    return {z: _cell(z, lo, v) for z, v in sums.items()}

@@ -30,18 +30,22 @@ PATH_MAX_GAP_S = 2 * 3600.0  # a longer gap between two enters is another trip, 
 BIN_LABELS = ("<1 min", "1-5 min", "5-15 min", "15-30 min", "30-60 min", ">60 min")
 
 
-def zones_of(session: Session, *, venue: Venue, zone_id: int | None) -> dict[int, Zone]:
-    """The venue's zones by id; only ``zone_id`` when given (422 naming it when the venue has no such zone)."""
-    q = select(Zone).where(Zone.venue_id == venue.id)
+def zones_of(session: Session, *, venue: Venue, zone_id: int | None, kinds: Sequence[str] | None = None
+             ) -> dict[int, Any]:
+    """The venue's zones (id, name, kind) by id; only ``zone_id`` when given (422 naming it when the venue has
+    no such zone), only ``kinds`` when given. Columns, not ORM zones: their geometry is not needed here."""
+    q = select(Zone.id, Zone.name, Zone.kind).where(Zone.venue_id == venue.id)
     if zone_id is not None:
         q = q.where(Zone.id == zone_id)
-    zones = {z.id: z for z in session.scalars(q).unique()}
+    if kinds is not None:
+        q = q.where(Zone.kind.in_(kinds))
+    zones = {z.id: z for z in session.execute(q).all()}
     if zone_id is not None and not zones:
         raise Invalid(Issue(("query", "zone_id"), f"zone {zone_id} does not exist in venue {venue.slug!r}"))
     return zones
 
 
-def _zone_out(zones: dict[int, Zone], zone_id: int) -> dict[str, Any]:
+def _zone_out(zones: dict[int, Any], zone_id: int) -> dict[str, Any]:
     z = zones.get(zone_id)  # events outlive deleted zones: still counted, named by id
     return {"zone_id": zone_id, "name": z.name if z else f"deleted zone {zone_id}", "kind": z.kind if z else None}
 
@@ -122,23 +126,17 @@ def dwell(session: Session, *, venue: Venue, w: Window, zone_id: int | None) -> 
     """How long stays lasted (exit events' durations, by the time they ended): count, mean, p50, p90, histogram."""
     zones = zones_of(session, venue=venue, zone_id=zone_id)
     ids = [zone_id] if zone_id is not None else None
-    sums: dict[int, list[float]] = defaultdict(lambda: [0, 0.0, *([0] * len(BIN_LABELS))])
-    for c in rollup.hourly_cells(session, venue_id=venue.id, zone_ids=ids, lo=w.lo, hi=w.hi):
-        acc = sums[c.zone_id]
-        acc[0] += c.stays
-        acc[1] += c.stay_s
-        for i, n in enumerate(c.bins):
-            acc[2 + i] += n
+    sums = rollup.zone_totals(session, venue_id=venue.id, zone_ids=ids, lo=w.lo, hi=w.hi)
     quantiles = _durations(session, venue.id, w, ids)
     edges = (0.0, *DWELL_EDGES_S, None)
     out = []
-    for z in sorted(set(zones) | {z for z, acc in sums.items() if acc[0]}):
-        acc = sums[z]
-        count = int(acc[0])
+    empty = rollup.Cell(0, w.lo, 0, 0, 0, 0.0, (0,) * len(BIN_LABELS))
+    for z in sorted(set(zones) | {z for z, c in sums.items() if c.stays}):
+        c = sums.get(z, empty)
         p50, p90 = quantiles.get(z, (None, None))
-        out.append({**_zone_out(zones, z), "count": count, "mean_s": acc[1] / count if count else None,
+        out.append({**_zone_out(zones, z), "count": c.stays, "mean_s": c.stay_s / c.stays if c.stays else None,
                     "p50_s": p50, "p90_s": p90,
-                    "histogram": [{"bin": label, "from_s": edges[i], "to_s": edges[i + 1], "count": int(acc[2 + i])}
+                    "histogram": [{"bin": label, "from_s": edges[i], "to_s": edges[i + 1], "count": c.bins[i]}
                                   for i, label in enumerate(BIN_LABELS)]})
     out.sort(key=lambda r: (-r["count"], r["zone_id"]))
     return {"from": w.lo.isoformat(), "to": w.hi.isoformat(), "zones": out}
@@ -172,8 +170,7 @@ def peak_hours(session: Session, *, venue: Venue, w: Window, zone_id: int | None
 def transitions(session: Session, *, venue: Venue, w: Window, limit: int) -> dict[str, Any]:
     """The most common moves between two places: a device's enter into one zone of ``PATH_KINDS`` followed by
     its next enter into another such zone within ``PATH_MAX_GAP_S``."""
-    zones = {z.id: z for z in session.scalars(select(Zone).where(Zone.venue_id == venue.id,
-                                                                 Zone.kind.in_(PATH_KINDS))).unique()}
+    zones = zones_of(session, venue=venue, zone_id=None, kinds=PATH_KINDS)
     if not zones:
         return {"from": w.lo.isoformat(), "to": w.hi.isoformat(), "kinds": list(PATH_KINDS),
                 "max_gap_s": PATH_MAX_GAP_S, "transitions": []}
