@@ -3,8 +3,11 @@ and PostGIS, before and after the rollup job, and what bad questions get back.""
 
 from __future__ import annotations
 
+import base64
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -188,3 +191,30 @@ def test_bad_questions_get_a_4xx_naming_the_field(client: TestClient, world: dic
 def test_an_unknown_campaign_is_a_404_naming_it(client: TestClient, world: dict[str, Any]) -> None:
     r = client.get(f"{BASE}/campaigns/999999/funnel")
     assert r.status_code == 404 and "campaign_id: campaign 999999 not found" in r.json()["detail"]
+
+
+def test_report_writes_the_numbers_and_charts(client: TestClient, world: dict[str, Any], settings: Settings,
+                                              tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    aw.add_campaign(client, world)
+    args = ["--database-url", settings.database_url, "report", "--venue", aw.SLUG, "--from", RANGE["from"],
+            "--to", RANGE["to"]]
+    assert cli.main([*args, "--out", str(tmp_path / "report.html")]) == 0
+    page = (tmp_path / "report.html").read_text()
+    # Books: 5 visits by 3 shoppers; 5 stays, mean 480 s, p50 300 s, p90 960 s.
+    assert ("<td>Books</td><td>store</td><td>5</td><td>3</td><td>5</td><td>480.0</td><td>300.0</td><td>960.0</td>"
+            in page)
+    assert "<td>decided</td><td>4</td>" in page and "<td>purchased</td><td>1</td>" in page
+    assert "<td>treatment</td><td>2</td><td>2</td><td>100.0 %</td><td>1</td><td>50.0 %</td>" in page
+    assert "Visit lift: too few to tell" in page and "Busiest hour: mon 10:00 local, 2 arrivals" in page
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) == 5  # footfall, days, dwell, peak hours, one funnel
+    assert all(base64.b64decode(b).startswith(b"\x89PNG") for b in images)
+    assert cli.main([*args, "--out", str(tmp_path / "report.png")]) == 0
+    assert (tmp_path / "report.png").read_bytes().startswith(b"\x89PNG")
+    capsys.readouterr()
+    assert cli.main([*args[:-2], "--to", "2026-11-03T06:00:00", "--out", str(tmp_path / "x.html")]) == 2
+    assert "--to: '2026-11-03T06:00:00' has no timezone offset" in capsys.readouterr().err
+    assert cli.main(["--database-url", settings.database_url, "report", "--venue", "nowhere",
+                     "--out", str(tmp_path / "x.html")]) == 2
+    assert "venue 'nowhere' not found" in capsys.readouterr().err
+    assert not (tmp_path / "x.html").exists()
