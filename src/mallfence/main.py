@@ -91,8 +91,9 @@ def _purge_inbound(rt: Runtime) -> int:
 
 
 def _roll_up(rt: Runtime) -> int:
+    # Small passes: on SQLite a pass holds the write lock, and ingest must not wait behind a long catch-up.
     with transaction(rt.sessions) as session:
-        return rollup.roll_up(session)
+        return rollup.roll_up(session, max_events=100_000)
 
 
 async def _sweep(rt: Runtime) -> None:
