@@ -19,6 +19,7 @@ import argparse
 import os
 import random
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -191,7 +192,8 @@ def timed(fn: Callable[[], Any], repeat: int) -> float:
     return statistics.median(runs)
 
 
-def run(name: str, url: str, rows: list[tuple[Any, ...]], args: argparse.Namespace) -> dict[str, Any]:
+def prepare(url: str, rows: list[tuple[Any, ...]], args: argparse.Namespace) -> tuple[float, float]:
+    """Write the month into a fresh database and build the rollups: (load s, rollup build s)."""
     engine = make_engine(url)
     migrate.upgrade(engine)
     sessions = make_session_factory(engine)
@@ -204,7 +206,7 @@ def run(name: str, url: str, rows: list[tuple[Any, ...]], args: argparse.Namespa
     load(engine, venue_id, rows, devices)
     loaded = time.perf_counter() - t0
     with transaction(sessions) as s:
-        campaign_id = add_campaign(s, venue_id, zones["store"], devices, args.seed)
+        add_campaign(s, venue_id, zones["store"], devices, args.seed)
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
             c.exec_driver_sql("VACUUM ANALYZE")
@@ -215,6 +217,19 @@ def run(name: str, url: str, rows: list[tuple[Any, ...]], args: argparse.Namespa
     with transaction(sessions) as s:
         rollup.roll_up(s, lag_s=0, max_events=len(rows) + 10)
     built = time.perf_counter() - t0
+    engine.dispose()
+    return loaded, built
+
+
+def run(name: str, url: str, rows: list[tuple[Any, ...]], args: argparse.Namespace) -> dict[str, Any]:
+    loaded, built = prepare(url, rows, args) if not args.reuse else (0.0, 0.0)
+    engine = make_engine(url)
+    sessions = make_session_factory(engine)
+    with sessions() as s:
+        venue_id = s.scalar(sa.select(Venue.id).where(Venue.slug == "busy"))
+        campaign_id = s.scalar(sa.select(Campaign.id).where(Campaign.venue_id == venue_id))
+        events = s.scalar(sa.select(sa.func.count()).select_from(sa.table("events")))
+    zones = ZONES
 
     w = window(start=START, end=START + timedelta(days=DAYS), tz=TZ)
     wd = window(start=START, end=START + timedelta(days=DAYS), tz=TZ, by_day=True)
@@ -225,14 +240,14 @@ def run(name: str, url: str, rows: list[tuple[Any, ...]], args: argparse.Namespa
         "dwell": lambda s, v: service.dwell(s, venue=v, w=w, zone_id=None),
         "peak hours": lambda s, v: service.peak_hours(s, venue=v, w=w, zone_id=None),
     }
-    results: dict[str, Any] = {"events": len(rows), "load_s": loaded, "rollup_build_s": built, "questions": {}}
+    results: dict[str, Any] = {"events": events, "load_s": loaded, "rollup_build_s": built, "questions": {}}
     for label, ask in questions.items():
         with sessions() as s:
             venue = s.get(Venue, venue_id)
             fast = timed(lambda: ask(s, venue), args.repeat)  # noqa: B023
             answer = ask(s, venue)
             s.execute(update(RollupState).values(last_event_id=0))  # as if no rollup existed (rolled back)
-            slow = timed(lambda: ask(s, venue), 1 if len(rows) > 500_000 else args.repeat)  # noqa: B023
+            slow = timed(lambda: ask(s, venue), 1 if events > 500_000 else args.repeat)  # noqa: B023
             assert rounded(ask(s, venue)) == rounded(answer), f"{label}: rollup and events disagree"
             s.rollback()
         results["questions"][label] = (fast, slow)
@@ -243,6 +258,7 @@ def run(name: str, url: str, rows: list[tuple[Any, ...]], args: argparse.Namespa
         results["transitions_s"] = timed(lambda: service.transitions(s, venue=venue, w=w, limit=20), 1)
     engine.dispose()
     print_results(name, results)
+    sys.stdout.flush()
     return results
 
 
@@ -263,10 +279,15 @@ def main() -> None:
     p.add_argument("--backends", default="postgis,sqlite")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--keep", action="store_true", help="keep the PostgreSQL database for --reuse")
+    p.add_argument("--reuse", help="URL of a database a --keep run left: only ask the questions")
     args = p.parse_args()
+    if args.reuse:  # a database an earlier --keep run left: ask the questions again
+        run("reused", args.reuse, [], args)
+        return
     t0 = time.perf_counter()
     rows = generate(ZONES, args.trips, args.devices, args.seed)
-    print(f"generated {len(rows):,} events of {args.trips:,} trips in {time.perf_counter() - t0:.1f} s")
+    print(f"generated {len(rows):,} events of {args.trips:,} trips in {time.perf_counter() - t0:.1f} s", flush=True)
     for backend in args.backends.split(","):
         if backend == "postgis":
             admin = sa.create_engine(sa.make_url(PG_URL).set(drivername="postgresql+psycopg"),
@@ -278,8 +299,11 @@ def main() -> None:
                 run("PostgreSQL+PostGIS", sa.make_url(PG_URL).set(drivername="postgresql+psycopg", database=db)
                     .render_as_string(hide_password=False), rows, args)
             finally:
-                with admin.connect() as c:
-                    c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+                if args.keep:
+                    print(f"kept {db} (--reuse postgresql+psycopg://…/{db}; drop it when done)")
+                else:
+                    with admin.connect() as c:
+                        c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
                 admin.dispose()
         else:
             with tempfile.TemporaryDirectory() as tmp:

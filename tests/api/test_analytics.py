@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from mallfence import cli
-from mallfence.analytics.models import ZoneHourly
+from mallfence.analytics.models import ZoneDaily, ZoneHourly
 from mallfence.config import Settings
 from tests import analytics_world as aw
 from tests.factories import create_venue, create_zone, fix, register
@@ -145,12 +145,22 @@ def test_answers_do_not_depend_on_whether_the_rollup_ran(client: TestClient, wor
         # Books 09:00-10:00: enters d1, d2, d1; exits after 240, 600, 300 s.
         assert (row.visits, row.visitors, row.stays, row.stay_s, row.dwell_1_5m, row.dwell_5_15m) == (
             3, 2, 3, 1140.0, 1, 2)
+        days = s.execute(select(ZoneDaily.day_start, ZoneDaily.visitors).where(
+            ZoneDaily.zone_id == world["zones"]["books"]).order_by(ZoneDaily.day_start)).all()
+        # Copenhagen midnights: Monday (d1, d2) and Tuesday (d3).
+        assert [(d.isoformat(), n) for d, n in days] == [("2026-11-01T23:00:00+00:00", 2),
+                                                         ("2026-11-02T23:00:00+00:00", 1)]
     assert [get(client, p, **q) for p, q in paths] == before
     aw.add_late_event(world)  # after the job ran: read from the events until the next pass
     fresh = by_name(get(client, "footfall"))["Cafe"]
     assert (fresh["visits"], fresh["series"][-1]["start"]) == (3, "2026-11-03T03:00:00+00:00")
     rollup(settings)
     assert by_name(get(client, "footfall"))["Cafe"] == fresh
+    # Another timezone moves the midnights: stored days of the old ones are not misread as the new ones.
+    assert client.patch(f"/v1/venues/{aw.SLUG}", json={"timezone": "UTC"}).status_code == 200
+    books = by_name(get(client, "footfall", bucket="day"))["Books"]
+    assert [(p["start"], p["visits"], p["unique_shoppers"]) for p in books["series"]] == [
+        ("2026-11-02T00:00:00+00:00", 5, 3)]
 
 
 def test_a_walk_through_the_api_shows_up(client: TestClient) -> None:

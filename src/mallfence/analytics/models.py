@@ -40,6 +40,21 @@ class ZoneHourly(Base):
     dwell_ge_60m: Mapped[int] = mapped_column(Integer)
 
 
+class ZoneDaily(Base):
+    """One zone, one venue-local day: distinct devices that entered. The day's other numbers are the sums of
+    its hours; this one is not, and a month's footfall by day would otherwise count it from every event."""
+
+    __tablename__ = "zone_daily"
+    __table_args__ = (Index("ix_zone_daily_venue_id_day_start", "venue_id", "day_start"),)
+
+    zone_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The local midnight as a UTC instant: a change of the venue's timezone moves midnights, and rows of the
+    # old ones are then simply not found (and recomputed from the events) instead of being misread.
+    day_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    venue_id: Mapped[int] = mapped_column(Integer)
+    visitors: Mapped[int] = mapped_column(Integer)
+
+
 class RollupState(Base):
     """The last event id a rollup has taken in: the next pass reads the log from there."""
 

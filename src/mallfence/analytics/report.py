@@ -83,9 +83,11 @@ def chart_footfall(data: dict[str, Any]) -> Figure:
 def chart_days(data: dict[str, Any]) -> Figure:
     fig = Figure(figsize=(8, 3.2), layout="constrained")
     ax = fig.add_subplot()
-    for z in [z for z in data["footfall"]["zones"] if z["visits"]][:5]:
-        points = z["series"]
-        ax.plot([p["start"][:10] for p in points], [p["visits"] for p in points], marker="o", label=z["name"])
+    zones = [z for z in data["footfall"]["zones"] if z["visits"]][:5]
+    days = sorted({p["start"][:10] for z in zones for p in z["series"]})  # a day without visits is a 0, not a gap
+    for z in zones:
+        visits = {p["start"][:10]: p["visits"] for p in z["series"]}
+        ax.plot(days, [visits.get(d, 0) for d in days], marker="o", label=z["name"])
     ax.set_title(f"Visits per day ({data['timezone']})")
     ax.tick_params(axis="x", labelrotation=45)
     if ax.has_data():
@@ -127,6 +129,7 @@ def chart_funnel(f: dict[str, Any]) -> Figure:
     stages = f["stages"]
     bars = ax.bar([s["stage"] for s in stages], [s["count"] for s in stages])
     ax.bar_label(bars)
+    ax.margins(y=0.15)  # room for the labels above the tallest bar
     ax.set_title(f"Campaign funnel: {f['name']}")
     return fig
 

@@ -14,16 +14,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, and_, case, delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from mallfence.analytics.models import DWELL_BINS, DWELL_EDGES_S, RollupState, ZoneHourly
+from mallfence.analytics.models import DWELL_BINS, DWELL_EDGES_S, RollupState, ZoneDaily, ZoneHourly
 from mallfence.analytics.timesql import dialect, hour_floor
 from mallfence.db import utcnow
 from mallfence.tracking.models import Event
+from mallfence.venues.models import Venue
 
 NAME = "zone_hourly"
 HOUR = timedelta(hours=1)
@@ -88,6 +90,41 @@ def recompute(session: Session, *, spans: Iterable[tuple[int, datetime, datetime
     return written
 
 
+def local_days(lo: datetime, hi: datetime, tz: ZoneInfo) -> list[tuple[datetime, datetime]]:
+    """The venue-local days holding [lo, hi], as (midnight, next midnight) UTC instants."""
+    day, last = lo.astimezone(tz).date(), hi.astimezone(tz).date()
+    out = []
+    while day <= last:
+        start = datetime.combine(day, time.min, tz).astimezone(UTC)
+        day += timedelta(days=1)
+        out.append((start, datetime.combine(day, time.min, tz).astimezone(UTC)))
+    return out
+
+
+def recompute_days(session: Session, *, zone_id: int, venue_id: int, days: Sequence[tuple[datetime, datetime]]) -> None:
+    """Rewrite the zone's distinct visitors of each local day from its enter events."""
+    session.execute(delete(ZoneDaily).where(ZoneDaily.zone_id == zone_id,
+                                            ZoneDaily.day_start.in_([start for start, _ in days])))
+    rows = []
+    for start, end in days:
+        n = session.scalar(select(func.count(func.distinct(Event.device_id))).where(
+            Event.zone_id == zone_id, Event.kind == "enter", Event.occurred_at >= start, Event.occurred_at < end))
+        if n:
+            rows.append({"zone_id": zone_id, "day_start": start, "venue_id": venue_id, "visitors": n})
+    if rows:
+        session.execute(insert(ZoneDaily), rows)
+
+
+def stored_days(session: Session, *, venue_id: int, zone_ids: Sequence[int] | None, lo: datetime,
+                hi: datetime) -> dict[tuple[int, datetime], int]:
+    """Distinct visitors per (zone, local midnight) as the job stored them, for days starting in [lo, hi)."""
+    q = select(ZoneDaily.zone_id, ZoneDaily.day_start, ZoneDaily.visitors).where(
+        ZoneDaily.venue_id == venue_id, ZoneDaily.day_start >= lo, ZoneDaily.day_start < hi)
+    if zone_ids is not None:
+        q = q.where(ZoneDaily.zone_id.in_(zone_ids))
+    return {(z, d): n for z, d, n in session.execute(q).all()}
+
+
 def roll_up(session: Session, *, lag_s: float = 30.0, max_events: int = 1_000_000,
             now: datetime | None = None) -> int:
     """One pass of the job: take in up to ``max_events`` new events; how many ids it moved past."""
@@ -103,10 +140,15 @@ def roll_up(session: Session, *, lag_s: float = 30.0, max_events: int = 1_000_00
     if upper is None:
         return 0
     touched = session.execute(
-        select(Event.zone_id, func.min(Event.occurred_at), func.max(Event.occurred_at))
+        select(Event.zone_id, func.min(Event.venue_id), func.min(Event.occurred_at), func.max(Event.occurred_at))
         .where(Event.id > start, Event.id <= upper, Event.kind.in_(KINDS), Event.zone_id.is_not(None))
         .group_by(Event.zone_id)).all()
-    recompute(session, spans=[(zone_id, *_span(lo, hi)) for zone_id, lo, hi in touched])
+    recompute(session, spans=[(zone_id, *_span(lo, hi)) for zone_id, _, lo, hi in touched])
+    zones = {venue_id: ZoneInfo(tz) for venue_id, tz in session.execute(
+        select(Venue.id, Venue.timezone).where(Venue.id.in_({v for _, v, _, _ in touched})))}
+    for zone_id, venue_id, lo, hi in touched:
+        if venue_id in zones:  # a deleted venue's events go with it
+            recompute_days(session, zone_id=zone_id, venue_id=venue_id, days=local_days(lo, hi, zones[venue_id]))
     state.last_event_id, state.updated_at = upper, utcnow()
     session.flush()
     return upper - start
@@ -125,7 +167,7 @@ def _cell(zone_id: int, hour: datetime, row: Sequence[Any]) -> Cell:
     return Cell(zone_id, hour, int(row[0]), int(row[1]), int(row[2]), float(row[3]), tuple(int(b) for b in row[4:]))
 
 
-def _dirty(session: Session, name: str, venue_id: int, zone_ids: Sequence[int] | None, lo: datetime,
+def dirty_cells(session: Session, name: str, venue_id: int, zone_ids: Sequence[int] | None, lo: datetime,
            hi: datetime) -> set[tuple[int, datetime]]:
     """(zone, hour) cells in [lo, hi) holding events the job has not taken in yet."""
     q = select(Event.zone_id, hour_floor(Event.occurred_at, name).label("hour")).where(
@@ -156,7 +198,7 @@ def hourly_cells(session: Session, *, venue_id: int, zone_ids: Sequence[int] | N
     """The venue's (zone, hour) cells for the whole UTC hours in [lo, hi): from ``zone_hourly``, except cells
     that have events the job has not taken in yet, which are computed from the events now."""
     name = dialect(session)
-    dirty = _dirty(session, name, venue_id, zone_ids, lo, hi)
+    dirty = dirty_cells(session, name, venue_id, zone_ids, lo, hi)
     rows = session.execute(_stored(zone_ids, venue_id, lo, hi, ZoneHourly.zone_id, ZoneHourly.hour, *_SUMS)).all()
     cells = [_cell(r[0], r[1], r[2:]) for r in rows if (r[0], r[1]) not in dirty]
     return cells + _live(session, name, dirty)
@@ -167,7 +209,7 @@ def zone_totals(session: Session, *, venue_id: int, zone_ids: Sequence[int] | No
     """Per zone, the sums of its cells in [lo, hi) (``visitors`` summed too: an upper bound, not distinct):
     added up by the database, with dirty cells swapped for their live values."""
     name = dialect(session)
-    dirty = _dirty(session, name, venue_id, zone_ids, lo, hi)
+    dirty = dirty_cells(session, name, venue_id, zone_ids, lo, hi)
     q = _stored(zone_ids, venue_id, lo, hi, ZoneHourly.zone_id, *(func.sum(c) for c in _SUMS)) \
         .group_by(ZoneHourly.zone_id)
     sums = {r[0]: list(r[1:]) for r in session.execute(q).all()}
