@@ -262,7 +262,7 @@ def cmd_rollup(args: argparse.Namespace) -> int:
     from sqlalchemy import delete
 
     from mallfence.analytics import rollup
-    from mallfence.analytics.models import RollupState, ZoneHourly
+    from mallfence.analytics.models import RollupState, ZoneDaily, ZoneHourly
 
     engine = make_engine(_settings(args).database_url)
     migrate.upgrade(engine)
@@ -271,8 +271,8 @@ def cmd_rollup(args: argparse.Namespace) -> int:
         sessions = make_session_factory(engine)
         if args.rebuild:
             with transaction(sessions) as session:
-                session.execute(delete(ZoneHourly))
-                session.execute(delete(RollupState))
+                for table in (ZoneHourly, ZoneDaily, RollupState):
+                    session.execute(delete(table))
         while True:  # passes of at most --batch events, each its own transaction
             with transaction(sessions) as session:
                 moved = rollup.roll_up(session, lag_s=args.lag_s, max_events=args.batch)

@@ -161,6 +161,8 @@ def test_answers_do_not_depend_on_whether_the_rollup_ran(client: TestClient, wor
     books = by_name(get(client, "footfall", bucket="day"))["Books"]
     assert [(p["start"], p["visits"], p["unique_shoppers"]) for p in books["series"]] == [
         ("2026-11-02T00:00:00+00:00", 5, 3)]
+    assert cli.main(["--database-url", settings.database_url, "rollup", "--rebuild", "--lag-s", "0"]) == 0
+    assert by_name(get(client, "footfall", bucket="day"))["Books"] == books  # days stored at the new midnights
 
 
 def test_a_walk_through_the_api_shows_up(client: TestClient) -> None:
