@@ -4,6 +4,7 @@ and PostGIS, before and after the rollup job, and what bad questions get back.""
 from __future__ import annotations
 
 import base64
+import random
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,9 @@ from sqlalchemy import select
 
 from mallfence import cli
 from mallfence.analytics.models import ZoneDaily, ZoneHourly
+from mallfence.analytics.stats import percentile
 from mallfence.config import Settings
+from mallfence.db import transaction
 from tests import analytics_world as aw
 from tests.factories import create_venue, create_zone, fix, register
 
@@ -230,3 +233,20 @@ def test_report_writes_the_numbers_and_charts(client: TestClient, world: dict[st
                      "--out", str(tmp_path / "x.html")]) == 2
     assert "venue 'nowhere' not found" in capsys.readouterr().err
     assert not (tmp_path / "x.html").exists()
+
+
+def test_dwell_percentiles_agree_with_the_definition_on_many_stays(client: TestClient, world: dict[str, Any]) -> None:
+    """Both databases' percentile paths (percentile_cont; ranks on SQLite) against stats.percentile."""
+    rng = random.Random(7)
+    stays = {"books": [rng.uniform(1, 7200) for _ in range(101)], "cafe": [rng.uniform(1, 600) for _ in range(38)],
+             "corridor": [rng.choice([30.0, 60.0]) for _ in range(4)]}
+    with transaction(world["sessions"]) as s:
+        for zone, durations in stays.items():
+            for i, d in enumerate(durations):
+                aw.add_event(s, world, "d1", zone, "exit", aw.at("12:00", 3) + timedelta(seconds=i), d)
+    zones = by_name(get(client, "dwell", **{"from": "2026-11-05T00:00:00Z", "to": "2026-11-06T00:00:00Z"}))
+    for zone, name in (("books", "Books"), ("cafe", "Cafe"), ("corridor", "Corridor")):
+        ordered = sorted(stays[zone])
+        assert zones[name]["count"] == len(ordered)
+        assert zones[name]["p50_s"] == pytest.approx(percentile(ordered, 0.5))
+        assert zones[name]["p90_s"] == pytest.approx(percentile(ordered, 0.9))

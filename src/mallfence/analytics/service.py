@@ -9,12 +9,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import func, literal, select, type_coerce
+from sqlalchemy import Integer, cast, func, literal, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
 from mallfence.analytics import rollup
 from mallfence.analytics.models import DWELL_EDGES_S
-from mallfence.analytics.stats import percentile
 from mallfence.analytics.timesql import dialect, hour_floor, seconds_between
 from mallfence.analytics.window import Window
 from mallfence.db import UTCDateTime
@@ -27,6 +26,7 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # outline nest around or inside those and would only repeat them.
 PATH_KINDS = ("store", "food_court", "entrance", "pickup")
 PATH_MAX_GAP_S = 2 * 3600.0  # a longer gap between two enters is another trip, not a move
+QUANTILES = (0.5, 0.9)
 BIN_LABELS = ("<1 min", "1-5 min", "5-15 min", "15-30 min", "30-60 min", ">60 min")
 
 
@@ -142,13 +142,31 @@ def _durations(session: Session, venue_id: int, w: Window, zone_ids: Sequence[in
     if zone_ids is not None:
         q = q.where(Event.zone_id.in_(zone_ids))
     if dialect(session) == "postgresql":
-        q = q.add_columns(func.percentile_cont(0.5).within_group(Event.duration_s),
-                          func.percentile_cont(0.9).within_group(Event.duration_s)).group_by(Event.zone_id)
+        q = q.add_columns(*(func.percentile_cont(qt).within_group(Event.duration_s) for qt in QUANTILES)) \
+            .group_by(Event.zone_id)
         return {z: (p50, p90) for z, p50, p90 in session.execute(q).all()}
-    by_zone: dict[int, list[float]] = defaultdict(list)
-    for z, d in session.execute(q.add_columns(Event.duration_s).order_by(Event.zone_id, Event.duration_s)).all():
-        by_zone[z].append(d)
-    return {z: (percentile(v, 0.5), percentile(v, 0.9)) for z, v in by_zone.items()}
+    # SQLite has no percentile_cont: rank the durations in the database and fetch only the ranks around
+    # each quantile's position (a month of exits is a million rows; four per zone come back).
+    ranked = q.add_columns(
+        Event.duration_s.label("d"),
+        func.row_number().over(partition_by=Event.zone_id, order_by=Event.duration_s).label("rn"),
+        func.count().over(partition_by=Event.zone_id).label("n")).subquery()
+    floors = [cast((ranked.c.n - 1) * qt, Integer) for qt in QUANTILES]  # 0-based rank, floored; rn is 1-based
+    near = [ranked.c.rn.between(f, f + 2) for f in floors]
+    by_zone: dict[int, dict[int, float]] = defaultdict(dict)
+    counts: dict[int, int] = {}
+    for z, d, rn, n in session.execute(select(ranked.c.zone_id, ranked.c.d, ranked.c.rn, ranked.c.n).where(or_(*near))):
+        by_zone[z][rn - 1] = d
+        counts[z] = n
+    return {z: tuple(_at_rank(by_zone[z], counts[z], qt) for qt in QUANTILES) for z in by_zone}  # type: ignore[misc]
+
+
+def _at_rank(values: dict[int, float], n: int, q: float) -> float:
+    """``percentile`` on the ranks fetched around its position (0-based rank -> value)."""
+    pos = (n - 1) * q
+    low = int(pos)
+    high = min(low + 1, n - 1)
+    return values[low] + (values[high] - values[low]) * (pos - low)
 
 
 def dwell(session: Session, *, venue: Venue, w: Window, zone_id: int | None) -> dict[str, Any]:
