@@ -25,7 +25,7 @@ from tests.auth import bearer, operator_key
 
 PG_URL = os.environ.get("MALLFENCE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REQUIRE_POSTGIS = os.environ.get("MALLFENCE_REQUIRE_POSTGIS") == "1"
-TABLES = ("audit_log", "consent_records", "api_keys",
+TABLES = ("zone_hourly", "zone_daily", "rollup_state", "audit_log", "consent_records", "api_keys",
           "inbound_deliveries", "purchases", "orders", "wishlist_items", "stock_levels", "products",
           "decisions", "shopper_segments", "campaigns", "delivery_attempts", "notifications", "push_tokens",
           "webhook_deliveries", "webhook_endpoints", "identity_codes", "staff_members", "qr_codes", "beacons",

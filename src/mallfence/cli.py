@@ -1,5 +1,5 @@
 """Command line: mallfence serve | demo | dispatch | db upgrade | zones import (GeoJSON or IMDF) / export |
-beacons import | qr import."""
+beacons import | qr import | rollup | report."""
 
 from __future__ import annotations
 
@@ -274,6 +274,49 @@ def cmd_purge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rollup(args: argparse.Namespace) -> int:
+    """Take new events into the hourly rollups (the server's sweep does it too); ``--rebuild`` starts over."""
+    from sqlalchemy import delete
+
+    from mallfence.analytics import rollup
+    from mallfence.analytics.models import RollupState, ZoneDaily, ZoneHourly
+
+    engine = make_engine(_settings(args).database_url)
+    migrate.upgrade(engine)
+    total = 0
+    try:
+        sessions = make_session_factory(engine)
+        if args.rebuild:
+            with transaction(sessions) as session:
+                for table in (ZoneHourly, ZoneDaily, RollupState):
+                    session.execute(delete(table))
+        while True:  # passes of at most --batch events, each its own transaction
+            with transaction(sessions) as session:
+                moved = rollup.roll_up(session, lag_s=args.lag_s, max_events=args.batch)
+                last = rollup.position(session)
+            total += moved
+            if not moved:
+                break
+    finally:
+        engine.dispose()
+    print(json.dumps({"events_taken_in": total, "last_event_id": last}))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from mallfence.analytics import report
+
+    try:
+        start, end = report.parse_time(args.start, "--from"), report.parse_time(args.end, "--to")
+        out = report.write(_settings(args), slug=args.venue, start=start, end=end, out=Path(args.out),
+                           visit_window_h=args.visit_window_h)
+    except (DomainError, ValueError) as exc:
+        print(f"report refused: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}")
+    return 0
+
+
 def cmd_keys_create(args: argparse.Namespace) -> int:
     """Create an operator key: the first one (a platform admin) can only come from here."""
     from sqlalchemy import select
@@ -385,6 +428,20 @@ def parser() -> argparse.ArgumentParser:
                            "audit entries (MALLFENCE_RETENTION_*_DAYS)")
     purge.add_argument("--dry-run", action="store_true", help="count what would go, change nothing")
     purge.set_defaults(func=cmd_purge)
+
+    roll = sub.add_parser("rollup", help="take new events into the hourly analytics rollups")
+    roll.add_argument("--lag-s", type=float, default=30.0, help="leave events recorded this recently for the next pass")
+    roll.add_argument("--batch", type=int, default=1_000_000, help="event ids per pass (one transaction each)")
+    roll.add_argument("--rebuild", action="store_true", help="drop the rollups and read the whole event log again")
+    roll.set_defaults(func=cmd_rollup)
+
+    rep = sub.add_parser("report", help="write a venue's analytics summary (HTML with charts, or PNG)")
+    rep.add_argument("--venue", required=True)
+    rep.add_argument("--from", dest="start", help="ISO 8601 start (default: 7 days before --to)")
+    rep.add_argument("--to", dest="end", help="ISO 8601 end, exclusive (default: the next full hour)")
+    rep.add_argument("--out", required=True, help="report.html (charts embedded) or report.png (the charts only)")
+    rep.add_argument("--visit-window-h", type=int, default=24, help="campaign funnels: hours after a push that count")
+    rep.set_defaults(func=cmd_report)
 
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True)

@@ -18,6 +18,8 @@ from sqlalchemy.exc import DataError, IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from mallfence import console, errors, logs, metrics, migrate
+from mallfence.analytics import rollup
+from mallfence.analytics.router import router as analytics_router
 from mallfence.auth import router as auth_router
 from mallfence.commerce import inbound as commerce_inbound
 from mallfence.commerce import listeners as commerce_listeners
@@ -92,6 +94,12 @@ def _purge_inbound(rt: Runtime) -> int:
         return commerce_inbound.purge(session)
 
 
+def _roll_up(rt: Runtime) -> int:
+    # Small passes: on SQLite a pass holds the write lock, and ingest must not wait behind a long catch-up.
+    with transaction(rt.sessions) as session:
+        return rollup.roll_up(session, max_events=100_000)
+
+
 def _retention(rt: Runtime) -> int:
     """Apply the retention settings, at most every ``purge_interval_s`` (one replica's pass is enough, but
     several doing it is harmless: the deletes are idempotent)."""
@@ -107,11 +115,12 @@ def _retention(rt: Runtime) -> int:
 
 
 async def _sweep(rt: Runtime) -> None:
-    """Close visits of devices that went silent, drop old identity codes and inbound delivery ids, every
-    ``presence_sweep_interval_s``; apply retention every ``purge_interval_s``."""
+    """Close visits of devices that went silent, drop old identity codes and inbound delivery ids, take new
+    events into the hourly rollups, every ``presence_sweep_interval_s``; apply retention every
+    ``purge_interval_s`` (after the rollup: events leave, their counts stay)."""
     while True:
         await asyncio.sleep(rt.settings.presence_sweep_interval_s)
-        for task in (tracking_service.expire_silent, _purge_codes, _purge_inbound, _retention):
+        for task in (tracking_service.expire_silent, _purge_codes, _purge_inbound, _roll_up, _retention):
             try:
                 await run_in_threadpool(task, rt)
             except Exception:  # the next sweep retries; a sweep must never kill the server
@@ -243,5 +252,6 @@ def create_app(settings: Settings | None = None, *, fcm_sender: FcmSender | None
     app.include_router(wishlist_router)
     app.include_router(stock_router)
     app.include_router(commerce_inbound_router)
+    app.include_router(analytics_router)
     console.mount(app)
     return app

@@ -1,5 +1,6 @@
 """Every ORM model, imported once so metadata and Alembic see all tables."""
 
+from mallfence.analytics.models import RollupState, ZoneDaily, ZoneHourly
 from mallfence.auth.models import ApiKey, AuditEntry, ConsentRecord
 from mallfence.commerce.models import InboundDelivery, Order, Product, Purchase, StockLevel, WishlistItem
 from mallfence.db import Base
@@ -13,6 +14,6 @@ from mallfence.venues.models import Beacon, Level, QrCode, SigningKey, Store, Ve
 __all__ = [
     "ApiKey", "AuditEntry", "Base", "Beacon", "Campaign", "ConsentRecord", "Decision", "DeliveryAttempt", "Device",
     "Event", "IdentityCode", "InboundDelivery", "Level", "Notification", "Order", "Product", "Purchase", "PushToken",
-    "QrCode", "Shopper", "ShopperSegment", "SigningKey", "StaffMember", "StockLevel", "Store", "Venue",
-    "WebhookDelivery", "WebhookEndpoint", "WishlistItem", "Zone",
+    "QrCode", "RollupState", "Shopper", "ShopperSegment", "SigningKey", "StaffMember", "StockLevel", "Store",
+    "Venue", "WebhookDelivery", "WebhookEndpoint", "WishlistItem", "Zone", "ZoneDaily", "ZoneHourly",
 ]

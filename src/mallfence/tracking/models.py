@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mallfence.db import Base, UTCDateTime, utcnow
@@ -19,10 +19,16 @@ class Event(Base):
     __table_args__ = (
         Index("ix_events_device_id_id", "device_id", "id"),
         Index("ix_events_zone_id_occurred_at", "zone_id", "occurred_at"),
+        # Analytics read a venue's events by time (dwell percentiles, cells not rolled up yet).
+        Index("ix_events_venue_id_occurred_at", "venue_id", "occurred_at"),
+        # Enters alone, with the zone and device: distinct shoppers, paths and funnel visits read the index
+        # only (PostgreSQL index-only scans), not the rows; about half the events, so half an index.
+        Index("ix_events_enters", "venue_id", "occurred_at", "zone_id", "device_id",
+              postgresql_where=text("kind = 'enter'"), sqlite_where=text("kind = 'enter'")),
     )
 
     id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
-    venue_id: Mapped[int] = mapped_column(ForeignKey("venues.id", ondelete="CASCADE"), index=True)
+    venue_id: Mapped[int] = mapped_column(ForeignKey("venues.id", ondelete="CASCADE"))
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
     # No FK: the event log outlives a deleted zone (analytics keep counting it). None for a scan in a
     # store that has no zone.
