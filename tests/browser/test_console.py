@@ -116,6 +116,14 @@ def test_draw_a_zone_and_watch_a_shopper_walk_into_it(page: Any, mall: Mall) -> 
     walker.join()
     assert not walker.errors, walker.errors
 
+    # the visit is in the footfall at once (the analytics read events the rollup has not taken in yet)
+    page.check("#show-heat")
+    row = page.locator("#footfall li", has_text="<b>Kiosk</b>")
+    row.wait_for()
+    assert "1 visits · 1 shoppers" in row.inner_text()
+    assert page.locator(f'#plan [data-zone-id="{saved["id"]}"]').get_attribute("data-visits") == "1"  # heatmap
+    assert page.locator("#analytics-message").is_hidden()
+
 
 def test_rename_delete_and_a_refused_polygon(page: Any, mall: Mall) -> None:
     proj = _projection(mall)

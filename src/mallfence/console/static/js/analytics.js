@@ -88,7 +88,11 @@ export class Analytics {
         el("span", { class: "name" }, s.name), el("meter", { min: 0, max: top, value: s.count }),
         el("span", { class: "num" }, `${s.count}${rate}`));
     });
-    const facts = [...numbers("holdout", data?.holdout), ...numbers("lift", data?.lift)];
+    const groups = data?.groups ?? {};
+    const lift = data?.lift ?? {};
+    const facts = [...numbers("treatment", groups.treatment), ...numbers("holdout", groups.holdout ?? data?.holdout),
+      ...numbers("visit lift", lift.visit), ...numbers("purchase lift", lift.purchase),
+      ...verdicts(lift)];
     this.funnel.append(...rows, el("dl", {}, ...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])));
   }
 }
@@ -114,6 +118,12 @@ function numbers(label, value) {
   if (!value || typeof value !== "object") return [];
   return Object.entries(value).filter(([, v]) => typeof v === "number")
     .map(([k, v]) => [`${label} ${k.replaceAll("_", " ")}`, format(k, v)]);
+}
+
+// The analytics API says in words whether a lift is known ("too few to tell", ...): shown as it is.
+function verdicts(lift) {
+  return Object.entries(lift).filter(([, v]) => v && typeof v.verdict === "string")
+    .map(([k, v]) => [`${k} verdict`, v.verdict]);
 }
 
 function format(key, v) {
