@@ -177,6 +177,28 @@ def _register(url: str, key: str, n: int) -> list[tuple[str, str]]:
         return out
 
 
+@contextlib.contextmanager
+def databases(tmp: str, pg_url: str, *, use_pg: bool) -> Iterator[list[tuple[str, str]]]:
+    """(label, database URL) to run mallfence on: a SQLite file in ``tmp`` and, with ``use_pg``, a throwaway
+    PostgreSQL database on the server at ``pg_url``, dropped afterwards."""
+    targets = [("mallfence sqlite", f"sqlite:///{tmp}/bench.db")]
+    admin, name = None, None
+    if use_pg:
+        base = sa.make_url(pg_url)
+        name = f"mallfence_bench_{uuid.uuid4().hex[:8]}"
+        admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        targets.append(("mallfence postgresql", base.set(database=name).render_as_string(hide_password=False)))
+    try:
+        yield targets
+    finally:
+        if admin is not None:
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()
+
+
 def _pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, round(q * (len(values) - 1)))] * 1000 if values else float("nan")
@@ -215,32 +237,14 @@ def main() -> int:
             devices = [(f"peer-{i}", "x") for i in range(args.clients)]
             results["peer"] = run_one("peer (parse, discard)", url, devices, bodies, args.seconds)
 
-        sqlite = f"sqlite:///{tmp}/bench.db"
-        targets = [("mallfence sqlite", sqlite, None)]
-        admin = None
-        if not args.no_pg:
-            base = sa.make_url(args.pg)
-            name = f"mallfence_bench_{uuid.uuid4().hex[:8]}"
-            admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-            targets.append(("mallfence postgresql", base.set(database=name).render_as_string(hide_password=False),
-                            name))
-        try:
-            for label, db, _ in targets:
+        with databases(tmp, args.pg, use_pg=not args.no_pg) as targets:
+            for label, db in targets:
                 key = _prepare_db(db)
                 port = _port()
                 mf = str(Path(PY).with_name("mallfence"))
                 with _serve([mf, "serve"], _mallfence_env(db, port), port) as url:
                     devices = _register(url, key, args.clients)
                     results[label] = run_one(label, url, devices, bodies, args.seconds)
-        finally:
-            if admin is not None:
-                with admin.connect() as conn:
-                    for _, _, name in targets:
-                        if name:
-                            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-                admin.dispose()
     for label, rate in results.items():
         if label != "peer":
             print(f"  {label}: {rate / results['peer']:.2f} of the peer's rate")

@@ -23,14 +23,12 @@ import os
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-import sqlalchemy as sa
 import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest import PY, _bodies, _mallfence_env, _port, _prepare_db, _register, _serve
+from ingest import PY, _bodies, _mallfence_env, _port, _prepare_db, _register, _serve, databases
 
 PEER = '''
 from datetime import datetime
@@ -152,18 +150,8 @@ def main() -> int:
                                                   args.seconds))
             results["peer"] = sent / elapsed
             print(f"  {'peer (parse, discard)':<22} {results['peer']:>8,.0f} messages/s", flush=True)
-        targets = [("mallfence sqlite", f"sqlite:///{tmp}/ws.db", None)]
-        admin = None
-        if not args.no_pg:
-            base = sa.make_url(args.pg)
-            name = f"mallfence_bench_{uuid.uuid4().hex[:8]}"
-            admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-            targets.append(("mallfence postgresql", base.set(database=name).render_as_string(hide_password=False),
-                            name))
-        try:
-            for label, db, _ in targets:
+        with databases(tmp, args.pg, use_pg=not args.no_pg) as targets:
+            for label, db in targets:
                 key = _prepare_db(db)
                 port = _port()
                 mf = str(Path(PY).with_name("mallfence"))
@@ -174,13 +162,6 @@ def main() -> int:
                     print(f"  {label:<22} {results[label]:>8,.0f} messages/s ({sent} fixes in {elapsed:.1f} s; "
                           f"{results[label] / results['peer']:.2f} of the peer)", flush=True)
                     print(f"  {'':<22} at a set rate: {_latency(url, key, args.rate_total, args.seconds)}", flush=True)
-        finally:
-            if admin is not None:
-                with admin.connect() as conn:
-                    for _, _, name in targets:
-                        if name:
-                            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-                admin.dispose()
     return 0
 
 
