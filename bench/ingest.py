@@ -199,6 +199,15 @@ def databases(tmp: str, pg_url: str, *, use_pg: bool) -> Iterator[list[tuple[str
             admin.dispose()
 
 
+@contextlib.contextmanager
+def mallfence_server(database_url: str, clients: int) -> Iterator[tuple[str, str, list[tuple[str, str]]]]:
+    """A mallfence process on ``database_url`` with the sample mall: (url, operator key, ``clients`` devices)."""
+    key = _prepare_db(database_url)
+    port = _port()
+    with _serve([str(Path(PY).with_name("mallfence")), "serve"], _mallfence_env(database_url, port), port) as url:
+        yield url, key, _register(url, key, clients)
+
+
 def _pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, round(q * (len(values) - 1)))] * 1000 if values else float("nan")
@@ -239,11 +248,7 @@ def main() -> int:
 
         with databases(tmp, args.pg, use_pg=not args.no_pg) as targets:
             for label, db in targets:
-                key = _prepare_db(db)
-                port = _port()
-                mf = str(Path(PY).with_name("mallfence"))
-                with _serve([mf, "serve"], _mallfence_env(db, port), port) as url:
-                    devices = _register(url, key, args.clients)
+                with mallfence_server(db, args.clients) as (url, _key, devices):
                     results[label] = run_one(label, url, devices, bodies, args.seconds)
     for label, rate in results.items():
         if label != "peer":

@@ -28,7 +28,7 @@ from pathlib import Path
 import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest import PY, _bodies, _mallfence_env, _port, _prepare_db, _register, _serve, databases
+from ingest import PY, _bodies, _port, _serve, databases, mallfence_server
 
 PEER = '''
 from datetime import datetime
@@ -152,11 +152,7 @@ def main() -> int:
             print(f"  {'peer (parse, discard)':<22} {results['peer']:>8,.0f} messages/s", flush=True)
         with databases(tmp, args.pg, use_pg=not args.no_pg) as targets:
             for label, db in targets:
-                key = _prepare_db(db)
-                port = _port()
-                mf = str(Path(PY).with_name("mallfence"))
-                with _serve([mf, "serve"], _mallfence_env(db, port), port) as url:
-                    devices = _register(url, key, args.clients)
+                with mallfence_server(db, args.clients) as (url, key, devices):
                     sent, elapsed = asyncio.run(_saturate(url, devices, messages, args.seconds))
                     results[label] = sent / elapsed
                     print(f"  {label:<22} {results[label]:>8,.0f} messages/s ({sent} fixes in {elapsed:.1f} s; "

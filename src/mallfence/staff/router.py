@@ -36,6 +36,7 @@ from mallfence.staff.schemas import (
     StaffScanOut,
     StaffUpdate,
 )
+from mallfence.tracking import checks as tracking_checks
 from mallfence.tracking import service as tracking
 from mallfence.tracking.models import Event
 from mallfence.venues import service as venue_service
@@ -140,7 +141,7 @@ def scan_shopper(body: StaffScanIn, member: CurrentStaff, rt: RuntimeDep) -> Cus
         point = zone.area.point_on_surface() if zone is not None else None
         level = zone.level.ordinal if zone is not None and zone.level is not None else None
     now = datetime.now(UTC)
-    kept = point if tracking.location_consent(device) is True else None  # stored like any position
+    kept = point if tracking_checks.location_consent(device) is True else None  # stored like any position
     scan = Event(venue_id=venue.id, device_id=device.id, zone_id=zone.id if zone else None, kind="staff_scan",
                  occurred_at=now, source="staff", fix_id=f"staff:{member.id}",
                  lon=kept.x if kept else None, lat=kept.y if kept else None,

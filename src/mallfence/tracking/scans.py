@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from mallfence.devices.models import Device
 from mallfence.errors import Invalid, Issue
 from mallfence.runtime import Runtime
-from mallfence.tracking import service
+from mallfence.tracking import checks, service
 from mallfence.tracking.models import Event
 from mallfence.tracking.schemas import QrScanIn, QrScanOut, QrTarget, ZoneRef
 from mallfence.venues import qr_service
@@ -17,9 +17,9 @@ from mallfence.venues.models import Venue
 def scan_qr(rt: Runtime, *, device: Device, data: QrScanIn) -> QrScanOut:
     """Verify the payload (validity by the server's clock: a device clock is not trusted with expiry), store
     the scan, and put the device in the code's zone now."""
-    service.check_consent(device)
+    checks.check_consent(device)
     now = datetime.now(UTC)
-    issues = service.check_times(rt, [data.ts], "scans") if data.ts is not None else []
+    issues = checks.check_times(rt, [data.ts], "scans") if data.ts is not None else []
     if issues:
         raise Invalid([Issue(("ts",), i.msg) for i in issues])
     with rt.sessions() as session:
@@ -34,7 +34,7 @@ def scan_qr(rt: Runtime, *, device: Device, data: QrScanIn) -> QrScanOut:
             zone=ZoneRef(id=zone.id, external_id=zone.external_id, name=zone.name, kind=zone.kind,
                          level=zone.level.ordinal if zone.level is not None else None) if zone else None,
         )
-    kept = point if service.location_consent(device) is True else None  # the code's spot is the shopper's
+    kept = point if checks.location_consent(device) is True else None  # the code's spot is the shopper's
     scan = Event(
         venue_id=device.venue_id, device_id=device.id, zone_id=zone.id if zone else None, kind="qr_scan",
         occurred_at=data.ts or now, source="qr", fix_id=f"qr:{code.code}", lon=kept[0] if kept else None,

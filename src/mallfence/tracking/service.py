@@ -10,11 +10,10 @@ batch, the device's state is as if the batch never came, and a retry gives the s
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -24,12 +23,12 @@ from sqlalchemy.orm import Session
 from mallfence import metrics
 from mallfence.db import transaction
 from mallfence.devices.models import Device
-from mallfence.errors import Forbidden, Invalid, Issue
+from mallfence.errors import Invalid
 from mallfence.presence.machine import DeviceState, PresenceEvent, expire, observe
 from mallfence.runtime import Runtime
 from mallfence.spatial.beacon_keys import eddystone_power_1m
 from mallfence.spatial.beacons import RssiSmoother, locate
-from mallfence.tracking import live, suspect
+from mallfence.tracking import checks, live, suspect
 from mallfence.tracking.listeners import EventBatch, run_after_commit
 from mallfence.tracking.models import Event
 from mallfence.tracking.schemas import (
@@ -49,52 +48,6 @@ LAST_SEEN_EVERY_S = 60.0  # devices.last_seen_at is for retention and reports: m
 GROUND_TRUTH_ACCURACY_M = 1.0  # a scanned QR code or a staff scan: the device is within arm's length
 EPSILON_S = 0.001
 BEACON_TRUTH_S, QR_TRUTH_S = 10.0, 60.0  # how long a beacon fix / a scan is the truth GPS fixes are measured by
-
-
-def check_times(rt: Runtime, stamps: Sequence[datetime], name: str) -> list[Issue]:
-    """Timestamps too far in the future: a broken device clock, and the batch is refused."""
-    now = datetime.now(UTC)
-    latest = now + timedelta(seconds=rt.settings.max_future_skew_s)
-    return [Issue((name, i, "ts"), f"timestamp {ts.isoformat()} is {(ts - now).total_seconds():.0f} s in the "
-                  "future (device clock wrong?)") for i, ts in enumerate(stamps) if ts > latest]
-
-
-def too_old(rt: Runtime, stamps: Sequence[datetime]) -> set[int]:
-    """Positions of timestamps older than the replay window: dropped (and counted), not refused, since an app
-    replaying a long offline queue cannot do better than send it."""
-    earliest = datetime.now(UTC) - timedelta(seconds=rt.settings.max_fix_age_s)
-    return {i for i, ts in enumerate(stamps) if ts < earliest}
-
-
-def location_consent(device: Device) -> bool | None:
-    """The device's location consent: True, False (refused: no tracking at all), None (not reported yet)."""
-    value = (device.consent or {}).get("location")
-    return value if isinstance(value, bool) else None
-
-
-def check_consent(device: Device) -> None:
-    if location_consent(device) is False:
-        raise Forbidden("the shopper declined location tracking on this device: positions are not accepted "
-                        "(PUT .../consent when that changes)")
-
-
-def _check_size(rt: Runtime, count: int, name: str) -> None:
-    if count > rt.settings.max_batch_fixes:
-        raise Invalid(Issue((name,), f"a batch of {count} {name} is more than the limit of "
-                                     f"{rt.settings.max_batch_fixes}"))
-
-
-def _check_batch(rt: Runtime, snapshot: VenueSnapshot, fixes: Sequence[FixIn]) -> None:
-    _check_size(rt, len(fixes), "fixes")
-    issues = check_times(rt, [f.ts for f in fixes], "fixes")
-    x, y = snapshot.index.to_local(np.array([f.lon for f in fixes]), np.array([f.lat for f in fixes]))
-    limit = rt.settings.max_venue_distance_m
-    for i in np.flatnonzero(np.hypot(x, y) > limit).tolist():
-        d = math.hypot(x[i], y[i])
-        issues.append(Issue(("fixes", i), f"fix is {d / 1000:.1f} km from venue {snapshot.slug!r} (limit "
-                            f"{limit / 1000:g} km): wrong venue or lon/lat swapped?"))
-    if issues:
-        raise Invalid(issues)
 
 
 def snapshot_of(rt: Runtime, venue_id: int) -> VenueSnapshot:
@@ -169,7 +122,7 @@ def _event_row(device: Device, e: PresenceEvent, fix: FixIn | None, source: str,
                flags: list[str] | None = None) -> Event:
     # The position behind an event is kept only with the shopper's location consent (privacy: the event
     # itself, "entered the food court", is what the product needs).
-    where = fix if fix is not None and location_consent(device) is True else None
+    where = fix if fix is not None and checks.location_consent(device) is True else None
     return Event(
         venue_id=device.venue_id, device_id=device.id, zone_id=e.zone_id, kind=e.kind.value,
         occurred_at=datetime.fromtimestamp(e.at, UTC), duration_s=e.duration_s, reason=e.reason, source=source,
@@ -242,10 +195,10 @@ def _counter(rt: Runtime, venue_id: int) -> Callable[[str], None]:
 def ingest(rt: Runtime, *, device: Device, fixes: Sequence[FixIn], source: str = "gps") -> IngestOut:
     """Apply a batch of fixes from one device; all its events are stored or none are."""
     with metrics.timed("validate"):
-        check_consent(device)
+        checks.check_consent(device)
         snapshot = snapshot_of(rt, device.venue_id)
-        _check_batch(rt, snapshot, fixes)
-        old = too_old(rt, [f.ts for f in fixes])
+        checks.check_batch(rt, snapshot, fixes)
+        old = checks.too_old(rt, [f.ts for f in fixes])
     rt.counters.add(device.venue_id, "fixes_too_old", len(old))
     order = sorted((i for i in range(len(fixes)) if i not in old), key=lambda i: fixes[i].ts)
     with rt.states.locked(device.id):
@@ -287,13 +240,13 @@ def ingest_beacons(rt: Runtime, *, device: Device, scans: Sequence[BeaconScanIn]
     websocket and on any replica, average together. A fix also tells the floor, which GPS fixes without
     one then use for ``floor_hint_beacon_s``.
     """
-    check_consent(device)
-    _check_size(rt, len(scans), "scans")
-    issues = check_times(rt, [s.ts for s in scans], "scans")
+    checks.check_consent(device)
+    checks.check_size(rt, len(scans), "scans")
+    issues = checks.check_times(rt, [s.ts for s in scans], "scans")
     if issues:
         raise Invalid(issues)
     snapshot = snapshot_of(rt, device.venue_id)
-    old = too_old(rt, [s.ts for s in scans])
+    old = checks.too_old(rt, [s.ts for s in scans])
     rt.counters.add(device.venue_id, "scans_too_old", len(old))
     order = sorted((i for i in range(len(scans)) if i not in old), key=lambda i: scans[i].ts)
     unknown: list[str] = []
