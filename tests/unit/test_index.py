@@ -229,6 +229,17 @@ def test_batch_equals_one_by_one(data):
         h = v.evidence(lon[i : i + 1], lat[i : i + 1], floors[i : i + 1], acc[i : i + 1])
         ev_single |= {(i, z, b) for z, b in zip(h.zone.tolist(), h.inside.tolist(), strict=True)}
     assert set(zip(ev.point.tolist(), ev.zone.tolist(), ev.inside.tolist(), strict=True)) == ev_single
+    # the plain-Python path (a few points) and the numpy one agree on every pair, whatever the batch size
+    x, y = PROJ.to_local(lon, lat)
+    ev_numpy = v._vectorised(x, y, floors, acc)
+    assert triples(ev_numpy) == ev_single
+    for i in range(0, lon.size, 3):
+        few = v.evidence_local(x[i : i + 3], y[i : i + 3], floors[i : i + 3], acc[i : i + 3])
+        assert triples(few) == {(p - i, z, b) for p, z, b in ev_single if i <= p < i + 3}
+
+
+def triples(h) -> set[tuple[int, int, bool]]:
+    return set(zip(h.point.tolist(), h.zone.tolist(), h.inside.tolist(), strict=True))
 
 
 # GEOS draws the margin arcs of the cores with quad_segs=4 chords, so near a reflex vertex the core

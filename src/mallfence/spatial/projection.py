@@ -8,7 +8,7 @@ multiply-adds per point. Margins, radii and beacon ranges are then plain metres.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import shapely
@@ -24,14 +24,15 @@ class LocalProjection:
 
     lon0: float
     lat0: float
+    metres_per_degree: tuple[float, float] = field(init=False, repr=False, compare=False)
 
-    @property
-    def metres_per_degree(self) -> tuple[float, float]:
+    def __post_init__(self) -> None:
         phi = math.radians(self.lat0)
         w = 1.0 - _E2 * math.sin(phi) ** 2
         meridional = _A * (1.0 - _E2) / w**1.5
         prime_vertical = _A / math.sqrt(w)
-        return (math.radians(1.0) * prime_vertical * math.cos(phi), math.radians(1.0) * meridional)
+        scale = (math.radians(1.0) * prime_vertical * math.cos(phi), math.radians(1.0) * meridional)
+        object.__setattr__(self, "metres_per_degree", scale)  # per call it cost more than projecting a point
 
     def to_local(self, lons: np.ndarray, lats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         kx, ky = self.metres_per_degree
