@@ -31,7 +31,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host = args.host or settings.host
     port = args.port or settings.port
     uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level,
-                ws_max_size=1 << 20, log_config=logs.config(settings.log_format, settings.log_level),
+                ws_max_size=1 << 20, ws_per_message_deflate=settings.ws_compression,
+                log_config=logs.config(settings.log_format, settings.log_level),
                 access_log=settings.log_format != "json")  # json: mallfence.access has the line, with ids
     return 0
 

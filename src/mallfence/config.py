@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     public_rate_per_min: float = Field(60.0, gt=0)
     # One websocket message (a batch of fixes or scans) at most this large.
     max_ws_message_bytes: int = Field(262_144, ge=1024)
+    # permessage-deflate on device websockets. Off: messages are a few hundred bytes, and compressing each
+    # cost 15 % of the server's samples at websocket saturation (bench/ws_ingest.py) plus a zlib context
+    # per socket. On for apps on metered links that send large batches.
+    ws_compression: bool = False
 
     # SQLite file by default so a newcomer needs no server; PostgreSQL+PostGIS in production.
     database_url: str = "sqlite:///./var/mallfence.db"

@@ -7,6 +7,8 @@ services shapely objects.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -119,9 +121,36 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+# SQLite has one writer at a time, and a writer that finds the file locked polls with growing sleeps (1, 2,
+# 5 ... 100 ms): under ingest plus the dispatcher that added ~250 ms to an event's store (bench/ws_ingest.py,
+# p99 of a websocket message 265 ms). Writers of this process queue on a lock instead and start the moment
+# the last one commits; busy_timeout still covers other processes (``mallfence dispatch`` on the same file).
+_SQLITE_WRITERS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+_WRITERS_GUARD = threading.Lock()
+
+
+def _writer_lock(engine: Engine) -> threading.RLock:
+    with _WRITERS_GUARD:
+        lock = _SQLITE_WRITERS.get(engine)
+        if lock is None:
+            lock = _SQLITE_WRITERS[engine] = threading.RLock()
+        return lock
+
+
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session whose work commits together or not at all (on SQLite holding the write lock from the start)."""
+    bind = factory.kw.get("bind")
+    if isinstance(bind, Engine) and bind.dialect.name == "sqlite":
+        with _writer_lock(bind), _begin(factory) as session:
+            yield session
+    else:
+        with _begin(factory) as session:
+            yield session
+
+
+@contextmanager
+def _begin(factory: sessionmaker[Session]) -> Iterator[Session]:
     with factory() as session, session.begin():
         conn = session.connection()
         if conn.dialect.name == "sqlite":

@@ -52,6 +52,7 @@ from mallfence.staff.router import devices as identity_router
 from mallfence.staff.router import operators as staff_accounts_router
 from mallfence.staff.router import staff as staff_router
 from mallfence.tracking import service as tracking_service
+from mallfence.tracking.group import GroupIngest
 from mallfence.tracking.hub import Hub
 from mallfence.tracking.live import router as live_router
 from mallfence.tracking.router import router as tracking_router
@@ -152,6 +153,8 @@ def create_app(settings: Settings | None = None, *, fcm_sender: FcmSender | None
         rt = await run_in_threadpool(build_runtime, settings)
         rt.hub.bind(asyncio.get_running_loop())
         rt.bus.start()
+        rt.group = GroupIngest(rt)
+        rt.group.start()
         app.state.runtime = rt
         sender = fcm_sender if fcm_sender is not None else build_sender(settings)
         if settings.dispatcher_enabled:
@@ -170,6 +173,7 @@ def create_app(settings: Settings | None = None, *, fcm_sender: FcmSender | None
             yield
         finally:
             sweeper.cancel()
+            await run_in_threadpool(rt.group.stop)  # finishes the group in hand; later messages are refused
             if rt.dispatcher is not None:
                 await run_in_threadpool(rt.dispatcher.stop)
             if rt.webhooks is not None:

@@ -54,6 +54,14 @@ WEBSOCKETS = Gauge("mallfence_websocket_connections", "Open websockets on this p
 RATE_LIMITED = Counter("mallfence_rate_limited_total", "Calls refused by a rate limit, by limit", ["kind"])
 DROPPED = Counter("mallfence_fixes_dropped_total",
                   "Fixes or scans dropped by ingest, by reason (stale, too_old, scans_too_old)", ["reason"])
+WS_MESSAGE_SECONDS = Histogram(
+    "mallfence_ws_message_seconds", "Device websocket messages: from received to its reply queued (events of its "
+    "fixes are queued before the reply), by message type", ["type"], buckets=_BUCKETS,
+)
+GROUP_MESSAGES = Histogram(
+    "mallfence_ingest_group_messages", "Websocket fix messages applied together in one group (one transaction)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+)
 FLAGGED = Counter("mallfence_fixes_flagged_total", "Fixes flagged by the spoofing checks, by reason", ["reason"])
 
 _STAGE = {stage: STAGE_SECONDS.labels(stage) for stage in STAGES}

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from mallfence.delivery.dispatcher import Dispatcher
     from mallfence.delivery.webhook_dispatcher import WebhookDispatcher
     from mallfence.engagement.candidates import PushCandidate
+    from mallfence.tracking.group import GroupIngest
 
 log = logging.getLogger("mallfence")
 
@@ -122,6 +123,7 @@ class Runtime:
     # A shopper's spending per local day (commerce purchases), for segments: ``spend(session, shopper, today)``.
     spend: Callable[[Session, str, date], list[tuple[date, float]]] | None = None
     limits: Limits | None = None  # built from settings by main.build_runtime
+    group: GroupIngest | None = None  # websocket fixes, applied many at a time (started with the app)
 
     @property
     def rate(self) -> Limits:

@@ -30,6 +30,7 @@ from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from mallfence import metrics
+from mallfence.db import transaction
 from mallfence.delivery import webhooks
 from mallfence.delivery.fcm import FcmSender, PushMessage, PushResult
 from mallfence.delivery.models import DeliveryAttempt, Notification, PushToken
@@ -144,7 +145,7 @@ class Dispatcher(PollingWorker):
         """Claim one batch and deliver it; returns how many notifications were handled."""
         now = datetime.now(UTC)
         pushes: list[tuple[str, dict[str, object]]] = []
-        with self._sessions() as session, session.begin():
+        with transaction(self._sessions) as session:
             batch = self.claim(session, now)
             if not batch:
                 return 0
@@ -157,7 +158,7 @@ class Dispatcher(PollingWorker):
             self._push_ws(device_id, [message])
         if plan:
             results = self._send(plan)
-            with self._sessions() as session, session.begin():
+            with transaction(self._sessions) as session:
                 hooked += self._settle_fcm(session, plan, results, now)
         if hooked:  # webhooks hook
             webhooks.wake_dispatchers()

@@ -21,6 +21,7 @@ import httpx
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from mallfence.db import transaction
 from mallfence.delivery.models import WebhookEndpoint
 from mallfence.delivery.webhooks import USER_AGENT, D, _running, sign
 from mallfence.worker import PollingWorker
@@ -119,7 +120,7 @@ class WebhookDispatcher(PollingWorker):
     def prune(self) -> int:
         """Forget finished rows after ``retention_s`` (a finished row's next_attempt_at is about its end)."""
         cutoff = datetime.now(UTC) - timedelta(seconds=self.policy.retention_s)
-        with self._sessions() as session, session.begin():
+        with transaction(self._sessions) as session:
             done = session.execute(delete(D).where(D.status.in_(("delivered", "failed")), D.next_attempt_at < cutoff))
         return int(done.rowcount or 0)
 
@@ -130,7 +131,7 @@ class WebhookDispatcher(PollingWorker):
             return 0  # every worker is taken: claiming more would only let leases tick in a queue
         now = datetime.now(UTC)
         lease = now + timedelta(seconds=self.policy.lease_s)
-        with self._sessions() as session, session.begin():
+        with transaction(self._sessions) as session:
             jobs = self._claim(session, now, lease, busy)
         groups: dict[int, list[Job]] = defaultdict(list)
         for job in jobs:
@@ -228,7 +229,7 @@ class WebhookDispatcher(PollingWorker):
         now = datetime.now(UTC)
         attempts = job.attempts + 1
         mine = (D.id == job.id, D.lease_until == lease)  # unchanged if our lease ran out and another took it
-        with self._sessions() as session, session.begin():
+        with transaction(self._sessions) as session:
             if answer.error is None:
                 session.execute(update(D).where(*mine).values(
                     status="delivered", attempts=attempts, delivered_at=now, last_status_code=answer.code,
@@ -261,7 +262,7 @@ class WebhookDispatcher(PollingWorker):
         values: dict[str, Any] = {"lease_until": None}
         if until is not None:
             values["next_attempt_at"] = until
-        with self._sessions() as session, session.begin():
+        with transaction(self._sessions) as session:
             ids = [j.id for j in jobs]
             session.execute(update(D).where(D.id.in_(ids), D.lease_until == lease).values(**values))
             cutoff = now - timedelta(seconds=self.policy.max_age_s)  # waited too long behind failures: give up

@@ -19,7 +19,8 @@ class InMemoryStateStore:
         self._states: dict[str, DeviceState] = {}
         self._seen: dict[str, float] = {}  # server monotonic time of the last accepted fix
         self._touched: dict[str, float] = {}  # when last_seen_at was last written for the device
-        self._locks = [threading.Lock() for _ in range(_STRIPES)]
+        # Reentrant: group ingest (tracking.group) holds several devices at once, and two may share a stripe.
+        self._locks = [threading.RLock() for _ in range(_STRIPES)]
 
     @contextmanager
     def locked(self, device_id: str) -> Iterator[None]:

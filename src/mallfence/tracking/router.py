@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
@@ -138,7 +139,10 @@ async def stream(websocket: WebSocket, device_id: str, token: str | None = None)
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 break
-            queue.put_nowait(await _handle(rt, device, message.get("text")))
+            t0 = time.perf_counter()
+            reply = await _handle(rt, device, message.get("text"))
+            queue.put_nowait(reply)
+            metrics.WS_MESSAGE_SECONDS.labels(reply["type"]).observe(time.perf_counter() - t0)
     except WebSocketDisconnect:
         pass
     finally:
@@ -190,7 +194,10 @@ async def _handle(rt: Runtime, device: Device, text: str | None) -> dict[str, An
                                          data=QrScanIn(payload=message.payload, ts=message.ts))
             return ws_message("qr_receipt", target=qr.target.model_dump(), floor=qr.floor)
         fixes = [message] if isinstance(message, WsFix) else message.fixes
-        result = await run_in_threadpool(service.ingest, rt, device=device, fixes=fixes)
+        if rt.group is not None:
+            result = await rt.group.submit(device, fixes)
+        else:
+            result = await run_in_threadpool(service.ingest, rt, device=device, fixes=fixes)
     except Invalid as exc:
         code = exc.issues[0].type if exc.issues and exc.issues[0].type.startswith("qr.") else "invalid_fix"
         return ws_message("error", code=code, detail=_problem(exc))

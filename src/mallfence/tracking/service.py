@@ -68,25 +68,53 @@ class _Produced:
     flags: list[str] | None = None
 
 
+@dataclass(slots=True)
+class Evidence:
+    """Where a batch's fixes are (local metres) and which zones' halos hold them: (fix position, zone, inside)."""
+
+    xs: list[float]
+    ys: list[float]
+    points: list[int]
+    zones: list[int]
+    inside: list[bool]
+
+
+def evidence_of(snapshot: VenueSnapshot, batches: Sequence[tuple[DeviceState, Sequence[FixIn]]]) -> list[Evidence]:
+    """The zone evidence of several batches (fixes in time order, each with its device's state) in one
+    index query: a group of single-fix websocket messages costs one vectorised call, not one per fix."""
+    fixes = [f for _, ordered in batches for f in ordered]
+    t0 = time.perf_counter()
+    xs, ys = snapshot.index.to_local(np.array([f.lon for f in fixes]), np.array([f.lat for f in fixes]))
+    # A fix without a floor is matched on the level a recent beacon fix or QR scan put the device on.
+    floors = [f.floor if f.floor is not None else state.floor_at(f.ts.timestamp())
+              for state, ordered in batches for f in ordered]
+    hits = snapshot.index.evidence_local(xs, ys, np.array([np.nan if fl is None else fl for fl in floors], dtype=float),
+                                         np.array([f.accuracy_m for f in fixes]))
+    points, zones, inside = hits.point.tolist(), hits.zone.tolist(), hits.inside.tolist()  # type: ignore[union-attr]
+    x, y = xs.tolist(), ys.tolist()
+    out, start, j = [], 0, 0
+    for _, ordered in batches:
+        end, j0 = start + len(ordered), j
+        while j < len(points) and points[j] < end:
+            j += 1
+        out.append(Evidence(x[start:end], y[start:end], [p - start for p in points[j0:j]], zones[j0:j], inside[j0:j]))
+        start = end
+    metrics.observe("match", time.perf_counter() - t0)
+    return out
+
+
 def _observe(snapshot: VenueSnapshot, state: DeviceState, ordered: Sequence[FixIn], source: str,
              certain: frozenset[int] = frozenset(), checks: suspect.Checks = suspect.Checks(),
-             counters: Callable[[str], None] | None = None) -> tuple[list[_Produced], list[int]]:
-    """Run fixes (in time order) through the spoofing checks and presence; (events, positions of stale fixes)."""
+             counters: Callable[[str], None] | None = None, found: Evidence | None = None,
+             ) -> tuple[list[_Produced], list[int]]:
+    """Run fixes (in time order) through the spoofing checks and presence; (events, positions of stale fixes).
+    ``found``: their evidence, when the caller queried it with other batches' (``evidence_of``)."""
     if not ordered:
         return [], []
     metrics.FIXES.labels(source).inc(len(ordered))
-    t0 = time.perf_counter()
-    xs, ys = snapshot.index.to_local(np.array([f.lon for f in ordered]), np.array([f.lat for f in ordered]))
-    # A fix without a floor is matched on the level a recent beacon fix or QR scan put the device on.
-    floors = [f.floor if f.floor is not None else state.floor_at(f.ts.timestamp()) for f in ordered]
-    hits = snapshot.index.evidence(
-        np.array([f.lon for f in ordered]), np.array([f.lat for f in ordered]),
-        np.array([np.nan if fl is None else fl for fl in floors], dtype=float),
-        np.array([f.accuracy_m for f in ordered]),
-    )
-    points, zones, inside = hits.point.tolist(), hits.zone.tolist(), hits.inside.tolist()  # type: ignore[union-attr]
+    ev = found if found is not None else evidence_of(snapshot, [(state, ordered)])[0]
+    xs, ys, points, zones, inside = ev.xs, ev.ys, ev.points, ev.zones, ev.inside
     t1 = time.perf_counter()
-    metrics.observe("match", t1 - t0)
     produced: list[_Produced] = []
     stale: list[int] = []
     j = 0
@@ -101,7 +129,7 @@ def _observe(snapshot: VenueSnapshot, state: DeviceState, ordered: Sequence[FixI
         if events is None:
             stale.append(k)
             continue
-        x, y = float(xs[k]), float(ys[k])
+        x, y = xs[k], ys[k]
         found = suspect.flags(x=x, y=y, ts=ts, accuracy_m=fix.accuracy_m, source=source,
                               mocked=getattr(fix, "mocked", None), last=state.last_xy, truth=state.truth,
                               checks=checks) if not certain else []
@@ -144,19 +172,39 @@ def _store(rt: Runtime, device: Device, snapshot: VenueSnapshot, produced: Seque
            first: Sequence[Event] = ()) -> tuple[list[EventOut], EventBatch | None]:
     """Commit ``first`` (scan events) and the presence events in one transaction, with what the listeners
     (webhooks, engagement, commerce) write for them; (events out, the batch for its after-commit work)."""
+    return store_many(rt, [Stored(device, snapshot, produced, first)])[0]
+
+
+@dataclass(slots=True)
+class Stored:
+    device: Device
+    snapshot: VenueSnapshot
+    produced: Sequence[_Produced]
+    first: Sequence[Event] = ()
+
+
+def store_many(rt: Runtime, items: Sequence[Stored]) -> list[tuple[list[EventOut], EventBatch | None]]:
+    """``_store`` for several devices' batches in one transaction: all commit or none do."""
     # Most fixes change nothing: no transaction (and no fsync) for them.
-    if not (produced or first or rt.states.due_touch(device.id, LAST_SEEN_EVERY_S)):
-        return [], None
+    need = [bool(i.produced or i.first) or rt.states.due_touch(i.device.id, LAST_SEEN_EVERY_S) for i in items]
+    results: list[tuple[list[EventOut], EventBatch | None]] = [([], None)] * len(items)
+    if not any(need):
+        return results
     with metrics.timed("store"), transaction(rt.sessions) as session:
-        rows = [*first, *(_event_row(device, p.event, p.fix, p.source, p.flags) for p in produced)]
-        session.add_all(rows)
-        session.execute(update(Device).where(Device.id == device.id).values(last_seen_at=datetime.now(UTC)))
+        rows = {k: [*i.first, *(_event_row(i.device, p.event, p.fix, p.source, p.flags) for p in i.produced)]
+                for k, i in enumerate(items) if need[k]}
+        for some in rows.values():
+            session.add_all(some)
+        seen = sorted({items[k].device.id for k in rows})
+        session.execute(update(Device).where(Device.id.in_(seen)).values(last_seen_at=datetime.now(UTC)))
         session.flush()
-        out = [_event_out(row, snapshot) for row in rows]
-        where = {row.id: (p.fix.lon, p.fix.lat, p.fix.floor)
-                 for row, p in zip(rows[len(first):], produced, strict=True) if p.fix is not None}
-        batch = _listen(session, rt, device, snapshot, out, where)
-    return out, batch
+        for k, some in rows.items():
+            i = items[k]
+            out = [_event_out(row, i.snapshot) for row in some]
+            where = {row.id: (p.fix.lon, p.fix.lat, p.fix.floor)
+                     for row, p in zip(some[len(i.first):], i.produced, strict=True) if p.fix is not None}
+            results[k] = (out, _listen(session, rt, i.device, i.snapshot, out, where))
+    return results
 
 
 def _listen(session: Session, rt: Runtime, device: Device, snapshot: VenueSnapshot,
@@ -192,8 +240,23 @@ def _counter(rt: Runtime, venue_id: int) -> Callable[[str], None]:
     return lambda name: rt.counters.add(venue_id, name)
 
 
-def ingest(rt: Runtime, *, device: Device, fixes: Sequence[FixIn], source: str = "gps") -> IngestOut:
-    """Apply a batch of fixes from one device; all its events are stored or none are."""
+@dataclass(slots=True)
+class Checked:
+    """A batch of fixes that passed the input checks: what remains to apply, in time order."""
+
+    device: Device
+    snapshot: VenueSnapshot
+    fixes: Sequence[FixIn]
+    old: set[int]  # positions too old to replay: dropped
+    order: list[int]  # the other positions, by timestamp
+    source: str = "gps"
+
+    def ordered(self) -> list[FixIn]:
+        return [self.fixes[i] for i in self.order]
+
+
+def check(rt: Runtime, device: Device, fixes: Sequence[FixIn], source: str = "gps") -> Checked:
+    """The input checks of ``ingest``; raises ``Invalid`` / ``Forbidden`` for a batch refused whole."""
     with metrics.timed("validate"):
         checks.check_consent(device)
         snapshot = snapshot_of(rt, device.venue_id)
@@ -201,20 +264,38 @@ def ingest(rt: Runtime, *, device: Device, fixes: Sequence[FixIn], source: str =
         old = checks.too_old(rt, [f.ts for f in fixes])
     rt.counters.add(device.venue_id, "fixes_too_old", len(old))
     order = sorted((i for i in range(len(fixes)) if i not in old), key=lambda i: fixes[i].ts)
+    return Checked(device, snapshot, fixes, old, order, source)
+
+
+def apply(rt: Runtime, c: Checked, state: DeviceState, found: Evidence | None = None
+          ) -> tuple[list[_Produced], list[int]]:
+    """Presence for a checked batch on the device's state (held under its lock); (events, stale positions)."""
+    before = state.last_ts
+    produced, stale = _observe(c.snapshot, state, c.ordered(), c.source, checks=_checks(rt),
+                               counters=_counter(rt, c.device.venue_id), found=found)
+    _seen(state, before)
+    return produced, stale
+
+
+def settle(rt: Runtime, c: Checked, stale: list[int], out: list[EventOut], batch: EventBatch | None) -> IngestOut:
+    """After the commit: follow-up work, the events to the device's sockets and the live map; the receipt."""
+    _finish(rt, c.device.id, out, batch)
+    live.publish(rt, venue_id=c.device.venue_id, device_id=c.device.id,
+                 fix=c.fixes[c.order[-1]] if c.order else None, source=c.source, events=out)
+    dropped = sorted([*(Dropped(index=c.order[k], reason="stale") for k in stale),
+                      *(Dropped(index=i, reason="too_old") for i in c.old)], key=lambda d: d.index)
+    return IngestOut(accepted=len(c.fixes) - len(dropped), dropped=dropped, events=out)
+
+
+def ingest(rt: Runtime, *, device: Device, fixes: Sequence[FixIn], source: str = "gps") -> IngestOut:
+    """Apply a batch of fixes from one device; all its events are stored or none are."""
+    c = check(rt, device, fixes, source)
     with rt.states.locked(device.id):
         state = rt.states.get(device.id)
-        before = state.last_ts
-        produced, stale = _observe(snapshot, state, [fixes[i] for i in order], source, checks=_checks(rt),
-                                   counters=_counter(rt, device.venue_id))
-        _seen(state, before)
-        out, batch = _store(rt, device, snapshot, produced)
+        produced, stale = apply(rt, c, state)
+        out, batch = _store(rt, device, c.snapshot, produced)
         rt.states.put(device.id, state)
-    _finish(rt, device.id, out, batch)
-    live.publish(rt, venue_id=device.venue_id, device_id=device.id, fix=fixes[order[-1]] if order else None,
-                 source=source, events=out)
-    dropped = sorted([*(Dropped(index=order[k], reason="stale") for k in stale),
-                      *(Dropped(index=i, reason="too_old") for i in old)], key=lambda d: d.index)
-    return IngestOut(accepted=len(fixes) - len(dropped), dropped=dropped, events=out)
+    return settle(rt, c, stale, out, batch)
 
 
 # -- beacon scans ----------------------------------------------------------------------------------------
