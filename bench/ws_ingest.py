@@ -121,7 +121,13 @@ def _latency(url: str, key: str, rate_total: float, seconds: float) -> str:
     report = asyncio.run(run_swarm(url, "harbourside", shoppers=shoppers, rate=5.0, duration_s=seconds,
                                    transport="ws", api_key=key))
     return (f"{report.fixes_sent / report.duration_s:,.0f} fixes/s offered by {shoppers} shoppers, {report.events} "
-            f"events; fix→event p50 {report.p50_ms or float('nan'):.1f} ms, p99 {report.p99_ms or float('nan'):.1f} ms")
+            f"events; fix→event p50 {_ms(report.p50_ms)}, p99 {_ms(report.p99_ms)}; after the crowd's arrival (first "
+            f"{report.warmup_s:g} s) p50 {_ms(report.steady_p50_ms)}, p99 {_ms(report.steady_p99_ms)} over "
+            f"{report.steady_latencies} events")
+
+
+def _ms(value: float | None) -> str:
+    return f"{value:.1f} ms" if value is not None else "-"
 
 
 def main() -> int:

@@ -196,7 +196,7 @@ class Shopper:
         latency = (received - sent) * 1000.0 if sent is not None else None
         zone = event.get("zone") or {}
         label = self.level_label(zone.get("level")) if self.level_label else None
-        ev = ShopperEvent(self.name, event, latency, label)
+        ev = ShopperEvent(self.name, event, latency, label, sent)
         self.stats.events.append(ev)
         if self.on_event is not None:
             try:

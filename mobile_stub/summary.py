@@ -15,6 +15,7 @@ class ShopperEvent:
     event: dict[str, Any]  # the server's event object, unchanged
     latency_ms: float | None  # receive time minus send time of the fix named by fix_id
     level_label: str | None = None  # the zone's level as the venue names it ("L1", "venue")
+    sent_at: float | None = None  # time.monotonic() when that fix was sent
 
     @property
     def kind(self) -> str:
