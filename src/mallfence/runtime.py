@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -36,6 +36,8 @@ class StateStore(Protocol):
     """Where device presence lives between fixes: ``InMemoryStateStore`` or ``RedisStateStore``."""
 
     def locked(self, device_id: str) -> AbstractContextManager[None]: ...
+
+    def locked_many(self, device_ids: Collection[str]) -> AbstractContextManager[None]: ...
 
     def get(self, device_id: str) -> DeviceState: ...
 

@@ -133,6 +133,46 @@ def test_the_lock_serialises_one_device_across_replicas(client: redis.Redis, pre
     assert replicas[0].get("d").last_ts == 160
 
 
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_locked_many_serialises_with_locked_and_writes_on_release(client: redis.Redis, prefix: str,
+                                                                  redis_url: str, kind: str) -> None:
+    """A group (several devices under one lock call) and single-device batches, on two replicas at once:
+    no update is lost, every lock is released, and puts made under the group's lock are stored."""
+    other = connect(redis_url)
+    shared = InMemoryStateStore()
+    replicas = ([shared, shared] if kind == "memory"
+                else [RedisStateStore(client, prefix=prefix), RedisStateStore(other, prefix=prefix)])
+    devices = [f"d{i}" for i in range(6)]
+
+    def group(store, rounds: int = 30) -> None:  # type: ignore[no-untyped-def]
+        for _ in range(rounds):
+            with store.locked_many(devices + devices[:2]):  # a device twice in one group is one lock
+                states = {d: store.get(d) for d in devices}
+                time.sleep(0.0005)
+                for d, state in states.items():
+                    state.last_ts = (state.last_ts or 0) + 1
+                    store.put(d, state)
+
+    def single(store, rounds: int = 30) -> None:  # type: ignore[no-untyped-def]
+        for _ in range(rounds):
+            for d in ("d0", "d5"):
+                with store.locked(d):
+                    state = store.get(d)
+                    state.last_ts = (state.last_ts or 0) + 1
+                    store.put(d, state)
+
+    threads = [threading.Thread(target=group, args=(replicas[0],)), threading.Thread(target=group, args=(replicas[1],)),
+               threading.Thread(target=single, args=(replicas[1],))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    other.close()
+    assert [replicas[0].get(d).last_ts for d in devices] == [90, 60, 60, 60, 60, 90]
+    if kind == "redis":
+        assert not list(client.scan_iter(match=f"{prefix}lock:*"))
+
+
 def test_a_held_lock_times_out_with_a_retryable_error(client: redis.Redis, prefix: str) -> None:
     holder = RedisStateStore(client, prefix=prefix, lock_ttl_s=0.5)
     waiter = RedisStateStore(client, prefix=prefix, lock_wait_s=0.1)

@@ -19,6 +19,7 @@ assumed; scripts build zone keys themselves, which Redis Cluster would refuse.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -239,6 +240,58 @@ class RedisStateStore:
                     log.warning("could not release the lock of device %s (expires in %d ms): %s",
                                 device_id, self._lock_ttl_ms, exc)
 
+    @contextmanager
+    def locked_many(self, device_ids: Collection[str]) -> Iterator[None]:
+        """``locked`` for several devices (a group of websocket messages): when all are free, one round trip
+        takes every lock and reads the states, and one writes and releases them all. If any is busy, the
+        ones taken are let go at once and the devices are locked one by one in sorted order: a replica never
+        waits while holding locks taken out of that order, so two groups cannot wait on each other."""
+        held = self._held()
+        ids = sorted(d for d in set(device_ids) if d not in held)
+        tokens = [os.urandom(12).hex() for _ in ids]
+        with _unavailable("lock"):
+            pipe = self._r.pipeline(transaction=False)
+            for device_id, token in zip(ids, tokens, strict=True):
+                self._acquire(keys=[self._key("lock", device_id), self._key("dev", device_id),
+                                    self._key("touch", device_id)], args=[token, self._lock_ttl_ms], client=pipe)
+            replies = pipe.execute()
+        if not all(got[0] for got in replies):
+            self._release_all([(d, t) for d, t, got in zip(ids, tokens, replies, strict=True) if got[0]])
+            with contextlib.ExitStack() as stack:
+                for device_id in ids:
+                    stack.enter_context(self.locked(device_id))
+                yield
+            return
+        for device_id, token, got in zip(ids, tokens, replies, strict=True):
+            state = decode(got[2]) if len(got) > 2 and got[2] is not None else DeviceState()
+            held[device_id] = _Held(token, state, touched=bool(got[1]))
+        try:
+            yield
+        finally:
+            entries = [(device_id, held.pop(device_id)) for device_id in ids]
+            pipe = self._r.pipeline(transaction=False)
+            for device_id, entry in entries:
+                if entry.dirty:
+                    self._put(**self._put_call(device_id, entry.state, entry.token), client=pipe)
+                else:
+                    self._release(keys=[self._key("lock", device_id)], args=[entry.token], client=pipe)
+            try:
+                pipe.execute()
+            except RedisError as exc:
+                if any(entry.dirty for _, entry in entries):
+                    raise StateUnavailable(f"presence store unavailable (write): {exc}; retry shortly") from exc
+                log.warning("could not release the locks of %d devices (they expire in %d ms): %s",
+                            len(entries), self._lock_ttl_ms, exc)
+
+    def _release_all(self, locks: list[tuple[str, str]]) -> None:
+        try:
+            pipe = self._r.pipeline(transaction=False)
+            for device_id, token in locks:
+                self._release(keys=[self._key("lock", device_id)], args=[token], client=pipe)
+            pipe.execute()
+        except RedisError as exc:  # they run out on their own
+            log.warning("could not release %d locks (they expire in %d ms): %s", len(locks), self._lock_ttl_ms, exc)
+
     def get(self, device_id: str) -> DeviceState:
         """A copy of the device's state, safe to change before deciding to keep it."""
         entry = self._held().get(device_id)
@@ -257,9 +310,12 @@ class RedisStateStore:
             self._write(device_id, state, "")
 
     def _write(self, device_id: str, state: DeviceState, token: str) -> None:
+        self._put(**self._put_call(device_id, state, token))
+
+    def _put_call(self, device_id: str, state: DeviceState, token: str) -> dict[str, list]:
         inside = [str(z) for z, p in state.zones.items() if p.inside]
-        self._put(keys=[self._key("dev", device_id), f"{self._p}seen", self._key("lock", device_id)],
-                  args=[self._p, device_id, encode(state), int(bool(state.zones)), self._ttl_s, token, *inside])
+        return {"keys": [self._key("dev", device_id), f"{self._p}seen", self._key("lock", device_id)],
+                "args": [self._p, device_id, encode(state), int(bool(state.zones)), self._ttl_s, token, *inside]}
 
     def due_touch(self, device_id: str, every_s: float) -> bool:
         """True at most once per ``every_s`` per device, across all replicas."""

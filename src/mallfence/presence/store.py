@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Collection, Iterator
+from contextlib import ExitStack, contextmanager
 
 from mallfence.presence.machine import DeviceState
 
@@ -19,12 +19,20 @@ class InMemoryStateStore:
         self._states: dict[str, DeviceState] = {}
         self._seen: dict[str, float] = {}  # server monotonic time of the last accepted fix
         self._touched: dict[str, float] = {}  # when last_seen_at was last written for the device
-        # Reentrant: group ingest (tracking.group) holds several devices at once, and two may share a stripe.
+        # Reentrant: a thread holding a group's stripes (locked_many) may lock one of those devices again.
         self._locks = [threading.RLock() for _ in range(_STRIPES)]
 
     @contextmanager
     def locked(self, device_id: str) -> Iterator[None]:
         with self._locks[hash(device_id) % _STRIPES]:
+            yield
+
+    @contextmanager
+    def locked_many(self, device_ids: Collection[str]) -> Iterator[None]:
+        """``locked`` for several devices; one order for all callers, so two never wait on each other."""
+        with ExitStack() as stack:
+            for stripe in sorted({hash(d) % _STRIPES for d in device_ids}):
+                stack.enter_context(self._locks[stripe])
             yield
 
     def get(self, device_id: str) -> DeviceState:

@@ -67,9 +67,7 @@ def _alone(rt: Runtime, c: service.Checked) -> IngestOut | Exception:
 
 def _apply_group(rt: Runtime, checked: list[service.Checked]) -> list[IngestOut | Exception]:
     ids = sorted({c.device.id for c in checked})
-    with contextlib.ExitStack() as held:
-        for device_id in ids:  # one order for every group: two groups can never wait on each other
-            held.enter_context(rt.states.locked(device_id))
+    with rt.states.locked_many(ids):
         states = {device_id: rt.states.get(device_id) for device_id in ids}
         found = _evidence(checked, states)
         applied = [service.apply(rt, c, states[c.device.id], found[k])  # same device: in order
