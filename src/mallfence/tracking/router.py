@@ -58,8 +58,11 @@ def ingest_stats(slug: str, s: SessionDep, rt: RuntimeDep) -> IngestStats:
 
 
 @router.post("/{device_id}/positions", response_model=IngestOut)
-def post_positions(body: PositionsIn, device: CurrentDevice, rt: RuntimeDep) -> IngestOut:
-    return service.ingest(rt, device=device, fixes=body.fixes)
+async def post_positions(body: PositionsIn, device: CurrentDevice, rt: RuntimeDep) -> IngestOut:
+    # Applied by the group-ingest thread with what other devices sent meanwhile (tracking/group.py).
+    if rt.group is not None:
+        return await rt.group.submit(device, body.fixes)
+    return await run_in_threadpool(service.ingest, rt, device=device, fixes=body.fixes)
 
 
 @router.post("/{device_id}/beacon-scans", response_model=BeaconIngestOut)
