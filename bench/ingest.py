@@ -135,13 +135,14 @@ def _bodies(clients: int, batch: int, per_client: int) -> list[list[bytes]]:
     return out
 
 
-async def _load(url: str, devices: list[tuple[str, str]], bodies: list[list[bytes]], seconds: float
+async def _load(url: str | list[str], devices: list[tuple[str, str]], bodies: list[list[bytes]], seconds: float
                 ) -> tuple[int, float, list[float]]:
-    """(fixes accepted, elapsed s, request latencies s)."""
+    """(fixes accepted, elapsed s, request latencies s); with several server URLs, device i posts to url i mod n."""
     latencies: list[float] = []
     accepted = 0
+    urls = [url] if isinstance(url, str) else url
     limits = httpx.Limits(max_connections=len(devices), max_keepalive_connections=len(devices))
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as http:
+    async with httpx.AsyncClient(limits=limits, timeout=30) as http:
         t0 = time.monotonic()
         end = t0 + seconds
 
@@ -153,7 +154,8 @@ async def _load(url: str, devices: list[tuple[str, str]], bodies: list[list[byte
                 if time.monotonic() >= end:
                     return
                 s = time.perf_counter()
-                r = await http.post(f"/v1/devices/{device}/positions", content=body, headers=headers)
+                r = await http.post(f"{urls[i % len(urls)]}/v1/devices/{device}/positions", content=body,
+                                    headers=headers)
                 latencies.append(time.perf_counter() - s)
                 if r.status_code != 200:
                     raise RuntimeError(f"{r.status_code} {r.text[:300]}")
@@ -213,7 +215,7 @@ def _pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, round(q * (len(values) - 1)))] * 1000 if values else float("nan")
 
 
-def run_one(name: str, url: str, devices: list[tuple[str, str]], bodies: list[list[bytes]], seconds: float
+def run_one(name: str, url: str | list[str], devices: list[tuple[str, str]], bodies: list[list[bytes]], seconds: float
             ) -> float:
     fixes, elapsed, lat = asyncio.run(_load(url, devices, bodies, seconds))
     rate = fixes / elapsed

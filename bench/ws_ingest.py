@@ -78,13 +78,14 @@ def _messages(clients: int, per_client: int) -> list[list[str]]:
     return out
 
 
-async def _saturate(url: str, devices: list[tuple[str, str]], messages: list[list[str]], seconds: float
+async def _saturate(url: str | list[str], devices: list[tuple[str, str]], messages: list[list[str]], seconds: float
                     ) -> tuple[int, float]:
-    ws_url = url.replace("http://", "ws://")
+    """(fixes sent, elapsed s); with several server URLs, device i connects to url i mod n."""
+    urls = [u.replace("http://", "ws://") for u in ([url] if isinstance(url, str) else url)]
     sockets = []
-    for device, token in devices:
-        ws = await websockets.connect(f"{ws_url}/v1/devices/{device}/stream?token={token}", max_size=1 << 22,
-                                      ping_interval=None)
+    for i, (device, token) in enumerate(devices):
+        ws = await websockets.connect(f"{urls[i % len(urls)]}/v1/devices/{device}/stream?token={token}",
+                                      max_size=1 << 22, ping_interval=None)
         await ws.recv()  # hello
         sockets.append(ws)
     sent = 0
