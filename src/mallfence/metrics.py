@@ -59,7 +59,8 @@ WS_MESSAGE_SECONDS = Histogram(
     "fixes are queued before the reply), by message type", ["type"], buckets=_BUCKETS,
 )
 GROUP_MESSAGES = Histogram(
-    "mallfence_ingest_group_messages", "Websocket fix messages applied together in one group (one transaction)",
+    "mallfence_ingest_group_messages",
+    "Position requests and websocket fix messages applied together in one group (one transaction)",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
 )
 FLAGGED = Counter("mallfence_fixes_flagged_total", "Fixes flagged by the spoofing checks, by reason", ["reason"])
