@@ -111,3 +111,27 @@ def test_one_device_twice_in_a_group_is_applied_in_order(client: TestClient) -> 
     assert [e.kind for e in results[0].events] == ["enter"]  # type: ignore[union-attr]
     assert [d.reason for d in results[2].dropped] == ["stale"]  # type: ignore[union-attr]  # older than "out"
     assert _events(client, a, auth_a)[0] == ("enter", "in")
+
+
+def test_a_failure_after_the_commit_is_not_applied_twice(client: TestClient, monkeypatch) -> None:
+    """Events committed, then publishing one device's events fails: that caller hears it, nothing is stored
+    again for anyone (a retry of the group would have doubled every event)."""
+    (a, auth_a), (b, auth_b) = _world(client, 2)
+    rt = client.app.state.runtime  # type: ignore[attr-defined]
+    publish = rt.hub.publish
+
+    def breaks_on_b(device_id: str, messages: list) -> None:
+        if device_id == b:
+            raise RuntimeError("socket hub bug")
+        publish(device_id, messages)
+
+    monkeypatch.setattr(rt.hub, "publish", breaks_on_b)
+    results = ingest_many(rt, [(_device(client, a), [FixIn.model_validate(fix(10, 10, 0, fix_id="a1"))]),
+                               (_device(client, b), [FixIn.model_validate(fix(10, 10, 0, fix_id="b1"))])])
+    assert isinstance(results[1], RuntimeError)
+    assert [e.kind for e in results[0].events] == ["enter"]  # type: ignore[union-attr]
+    assert _events(client, a, auth_a) == [("enter", "a1")]
+    assert _events(client, b, auth_b) == [("enter", "b1")]  # stored once, and b's presence kept it
+    monkeypatch.undo()
+    again = ingest_many(rt, [(_device(client, b), [FixIn.model_validate(fix(10, 11, 1, fix_id="b2"))])])
+    assert again[0].events == []  # type: ignore[union-attr]

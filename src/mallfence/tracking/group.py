@@ -28,7 +28,8 @@ from mallfence.errors import DomainError
 from mallfence.presence.machine import DeviceState
 from mallfence.runtime import Runtime
 from mallfence.tracking import service
-from mallfence.tracking.schemas import FixIn, IngestOut
+from mallfence.tracking.listeners import EventBatch
+from mallfence.tracking.schemas import EventOut, FixIn, IngestOut
 
 log = logging.getLogger("mallfence.ingest")
 
@@ -67,18 +68,37 @@ def _alone(rt: Runtime, c: service.Checked) -> IngestOut | Exception:
 
 
 def _apply_group(rt: Runtime, checked: list[service.Checked]) -> list[IngestOut | Exception]:
+    """Raises only if nothing was committed (the caller then applies each batch alone)."""
     ids = sorted({c.device.id for c in checked})
-    with rt.states.locked_many(ids):
-        states = {device_id: rt.states.get(device_id) for device_id in ids}
-        found = _evidence(checked, states)
-        applied = [service.apply(rt, c, states[c.device.id], found[k])  # same device: in order
-                   for k, c in enumerate(checked)]
-        stored = service.store_many(rt, [service.Stored(c.device, c.snapshot, produced)
-                                         for c, (produced, _) in zip(checked, applied, strict=True)])
-        for device_id, state in states.items():
-            rt.states.put(device_id, state)
-    return [service.settle(rt, c, stale, out, batch)
+    committed = False
+    try:
+        with rt.states.locked_many(ids):
+            states = {device_id: rt.states.get(device_id) for device_id in ids}
+            found = _evidence(checked, states)
+            applied = [service.apply(rt, c, states[c.device.id], found[k])  # same device: in order
+                       for k, c in enumerate(checked)]
+            stored = service.store_many(rt, [service.Stored(c.device, c.snapshot, produced)
+                                             for c, (produced, _) in zip(checked, applied, strict=True)])
+            committed = True
+            for device_id, state in states.items():
+                rt.states.put(device_id, state)
+    except Exception as exc:
+        if not committed:
+            raise
+        # The events are stored but the states could not be kept (Redis lost as the locks were let go): as
+        # for a single batch, every caller hears it (503), and a retry repeats those events.
+        return [exc] * len(checked)
+    return [_settle_one(rt, c, stale, out, batch)
             for c, (_, stale), (out, batch) in zip(checked, applied, stored, strict=True)]
+
+
+def _settle_one(rt: Runtime, c: service.Checked, stale: list[int], out: list[EventOut], batch: EventBatch | None
+                ) -> IngestOut | Exception:
+    try:
+        return service.settle(rt, c, stale, out, batch)
+    except Exception as exc:  # committed: never applied again; this caller alone hears of it
+        log.exception("after-commit work of a batch from device %s failed", c.device.id)
+        return exc
 
 
 def _evidence(checked: list[service.Checked], states: dict[str, DeviceState]) -> list[service.Evidence]:
