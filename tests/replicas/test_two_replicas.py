@@ -28,6 +28,9 @@ def test_fixes_posted_to_b_push_events_to_the_socket_on_a(replicas: Cluster) -> 
         zone = create_zone(b, slug, SHOP, name="Shoe shop")  # type: ignore[arg-type]
         device, token, auth = register(b, slug)
         with stream(replicas, replicas.a, device, token) as ws:
+            # the client offered permessage-deflate; the server declines it (MALLFENCE_WS_COMPRESSION off)
+            assert ws.response is not None and "permessage-deflate" not in str(
+                ws.response.headers.get("Sec-WebSocket-Extensions", ""))
             out = post_fixes(b, device, auth, [fix(*INSIDE, 0), fix(*INSIDE, 1)])
             assert [e["kind"] for e in out["events"]] == ["enter"]
             pushed = next_message(ws, "event")
