@@ -113,6 +113,7 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
+        _SQLITE_WRITERS[engine] = threading.RLock()
         return engine
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
@@ -125,24 +126,17 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 # 5 ... 100 ms): under ingest plus the dispatcher that added ~250 ms to an event's store (bench/ws_ingest.py,
 # p99 of a websocket message 265 ms). Writers of this process queue on a lock instead and start the moment
 # the last one commits; busy_timeout still covers other processes (``mallfence dispatch`` on the same file).
+# The lock is made with the engine (make_engine).
 _SQLITE_WRITERS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
-_WRITERS_GUARD = threading.Lock()
-
-
-def _writer_lock(engine: Engine) -> threading.RLock:
-    with _WRITERS_GUARD:
-        lock = _SQLITE_WRITERS.get(engine)
-        if lock is None:
-            lock = _SQLITE_WRITERS[engine] = threading.RLock()
-        return lock
 
 
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session whose work commits together or not at all (on SQLite holding the write lock from the start)."""
     bind = factory.kw.get("bind")
-    if isinstance(bind, Engine) and bind.dialect.name == "sqlite":
-        with _writer_lock(bind), _begin(factory) as session:
+    writers = _SQLITE_WRITERS.get(bind) if isinstance(bind, Engine) else None
+    if writers is not None:
+        with writers, _begin(factory) as session:
             yield session
     else:
         with _begin(factory) as session:

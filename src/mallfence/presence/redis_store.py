@@ -202,6 +202,9 @@ class RedisStateStore:
     def _key(self, kind: str, device_id: str) -> str:
         return f"{self._p}{kind}:{device_id}"
 
+    def _acquire_keys(self, device_id: str) -> list[str]:
+        return [self._key("lock", device_id), self._key("dev", device_id), self._key("touch", device_id)]
+
     def _held(self) -> dict[str, _Held]:
         held = getattr(self._local, "held", None)
         if held is None:
@@ -216,8 +219,7 @@ class RedisStateStore:
         delay = 0.001
         with _unavailable("lock"):
             # Polling, not blocking: contention is rare (one device, two batches at once) and short.
-            while not (got := self._acquire(keys=[key, self._key("dev", device_id), self._key("touch", device_id)],
-                                            args=[token, self._lock_ttl_ms]))[0]:
+            while not (got := self._acquire(keys=self._acquire_keys(device_id), args=[token, self._lock_ttl_ms]))[0]:
                 if time.monotonic() >= deadline:
                     raise LockTimeout(f"device {device_id} is busy: another batch held it for more than "
                                       f"{self._lock_wait_s:g} s; retry")
@@ -252,8 +254,7 @@ class RedisStateStore:
         with _unavailable("lock"):
             pipe = self._r.pipeline(transaction=False)
             for device_id, token in zip(ids, tokens, strict=True):
-                self._acquire(keys=[self._key("lock", device_id), self._key("dev", device_id),
-                                    self._key("touch", device_id)], args=[token, self._lock_ttl_ms], client=pipe)
+                self._acquire(keys=self._acquire_keys(device_id), args=[token, self._lock_ttl_ms], client=pipe)
             replies = pipe.execute()
         if not all(got[0] for got in replies):
             self._release_all([(d, t) for d, t, got in zip(ids, tokens, replies, strict=True) if got[0]])

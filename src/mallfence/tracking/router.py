@@ -20,11 +20,12 @@ from mallfence.devices import service as device_service
 from mallfence.devices.models import Device
 from mallfence.errors import DomainError, Invalid, NotFound
 from mallfence.runtime import Runtime
-from mallfence.tracking import scans, service
+from mallfence.tracking import beacon_ingest, scans, service
 from mallfence.tracking.schemas import (
     BeaconIngestOut,
     BeaconScansIn,
     EventOut,
+    FixIn,
     IngestOut,
     IngestStats,
     PositionsIn,
@@ -59,17 +60,22 @@ def ingest_stats(slug: str, s: SessionDep, rt: RuntimeDep) -> IngestStats:
 
 @router.post("/{device_id}/positions", response_model=IngestOut)
 async def post_positions(body: PositionsIn, device: CurrentDevice, rt: RuntimeDep) -> IngestOut:
-    # Applied by the group-ingest thread with what other devices sent meanwhile (tracking/group.py).
+    return await _ingest(rt, device, body.fixes)
+
+
+async def _ingest(rt: Runtime, device: Device, fixes: list[FixIn]) -> IngestOut:
+    """Applied by the group-ingest thread with what other devices sent meanwhile (tracking/group.py); in a
+    pool thread of its own when the app runs without one."""
     if rt.group is not None:
-        return await rt.group.submit(device, body.fixes)
-    return await run_in_threadpool(service.ingest, rt, device=device, fixes=body.fixes)
+        return await rt.group.submit(device, fixes)
+    return await run_in_threadpool(service.ingest, rt, device=device, fixes=fixes)
 
 
 @router.post("/{device_id}/beacon-scans", response_model=BeaconIngestOut)
 def post_beacon_scans(body: BeaconScansIn, device: CurrentDevice, rt: RuntimeDep) -> BeaconIngestOut:
     """Bluetooth beacon scans (one per second or so): each becomes a fix with ``source=beacon``, the floor
     from the strongest beacons; beacons the venue has not registered are counted, never an error."""
-    return service.ingest_beacons(rt, device=device, scans=body.scans)
+    return beacon_ingest.ingest_beacons(rt, device=device, scans=body.scans)
 
 
 @router.post("/{device_id}/qr-scans", response_model=QrScanOut)
@@ -188,7 +194,7 @@ async def _handle(rt: Runtime, device: Device, text: str | None) -> dict[str, An
         return ws_message("acked", ids=message.ids, delivered=count)
     try:
         if isinstance(message, WsBeacons):
-            scanned = await run_in_threadpool(service.ingest_beacons, rt, device=device, scans=message.scans)
+            scanned = await run_in_threadpool(beacon_ingest.ingest_beacons, rt, device=device, scans=message.scans)
             return ws_message("receipt", accepted=scanned.accepted, dropped=[d.model_dump() for d in scanned.dropped],
                               no_fix=scanned.no_fix, unknown_beacons=scanned.unknown_beacons,
                               fixes=[f.model_dump() for f in scanned.fixes])
@@ -196,11 +202,7 @@ async def _handle(rt: Runtime, device: Device, text: str | None) -> dict[str, An
             qr = await run_in_threadpool(scans.scan_qr, rt, device=device,
                                          data=QrScanIn(payload=message.payload, ts=message.ts))
             return ws_message("qr_receipt", target=qr.target.model_dump(), floor=qr.floor)
-        fixes = [message] if isinstance(message, WsFix) else message.fixes
-        if rt.group is not None:
-            result = await rt.group.submit(device, fixes)
-        else:
-            result = await run_in_threadpool(service.ingest, rt, device=device, fixes=fixes)
+        result = await _ingest(rt, device, [message] if isinstance(message, WsFix) else message.fixes)
     except Invalid as exc:
         code = exc.issues[0].type if exc.issues and exc.issues[0].type.startswith("qr.") else "invalid_fix"
         return ws_message("error", code=code, detail=_problem(exc))

@@ -1,7 +1,7 @@
 """Fixes in, events out: validate, order, match, run presence, store events, publish.
 
-Three sources feed the same presence engine: GPS-like fixes (``ingest``), beacon scans turned into
-fixes by ``spatial.beacons.locate`` (``ingest_beacons``), and ground truth, a QR code scanned or staff
+Three sources feed the same presence engine: GPS-like fixes (``ingest``; in groups: tracking/group.py),
+beacon scans turned into fixes (tracking/beacon_ingest.py), and ground truth, a QR code scanned or staff
 identifying the shopper (``pin``), which enters its zone at once.
 
 Presence state changes only after the events it produced are committed: if the database refuses the
@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import numpy as np
 from sqlalchemy import select, update
@@ -23,18 +22,12 @@ from sqlalchemy.orm import Session
 from mallfence import metrics
 from mallfence.db import transaction
 from mallfence.devices.models import Device
-from mallfence.errors import Invalid
 from mallfence.presence.machine import DeviceState, PresenceEvent, expire, observe
 from mallfence.runtime import Runtime
-from mallfence.spatial.beacon_keys import eddystone_power_1m
-from mallfence.spatial.beacons import RssiSmoother, locate
 from mallfence.tracking import checks, live, suspect
 from mallfence.tracking.listeners import EventBatch, run_after_commit
 from mallfence.tracking.models import Event
 from mallfence.tracking.schemas import (
-    BeaconFixOut,
-    BeaconIngestOut,
-    BeaconScanIn,
     Dropped,
     EventOut,
     FixIn,
@@ -47,7 +40,7 @@ from mallfence.venues.snapshot import VenueSnapshot
 LAST_SEEN_EVERY_S = 60.0  # devices.last_seen_at is for retention and reports: minute precision is plenty
 GROUND_TRUTH_ACCURACY_M = 1.0  # a scanned QR code or a staff scan: the device is within arm's length
 EPSILON_S = 0.001
-BEACON_TRUTH_S, QR_TRUTH_S = 10.0, 60.0  # how long a beacon fix / a scan is the truth GPS fixes are measured by
+QR_TRUTH_S = 60.0  # how long a scan is the truth GPS fixes are measured by
 
 
 def snapshot_of(rt: Runtime, venue_id: int) -> VenueSnapshot:
@@ -168,8 +161,8 @@ def _event_out(row: Event, snapshot: VenueSnapshot) -> EventOut:
                     reason=row.reason, fix_id=row.fix_id, source=row.source, data=row.data, flags=row.flags)
 
 
-def _store(rt: Runtime, device: Device, snapshot: VenueSnapshot, produced: Sequence[_Produced],
-           first: Sequence[Event] = ()) -> tuple[list[EventOut], EventBatch | None]:
+def store(rt: Runtime, device: Device, snapshot: VenueSnapshot, produced: Sequence[_Produced],
+          first: Sequence[Event] = ()) -> tuple[list[EventOut], EventBatch | None]:
     """Commit ``first`` (scan events) and the presence events in one transaction, with what the listeners
     (webhooks, engagement, commerce) write for them; (events out, the batch for its after-commit work)."""
     return store_many(rt, [Stored(device, snapshot, produced, first)])[0]
@@ -184,7 +177,7 @@ class Stored:
 
 
 def store_many(rt: Runtime, items: Sequence[Stored]) -> list[tuple[list[EventOut], EventBatch | None]]:
-    """``_store`` for several devices' batches in one transaction: all commit or none do."""
+    """``store`` for several devices' batches in one transaction: all commit or none do."""
     # Most fixes change nothing: no transaction (and no fsync) for them.
     need = [bool(i.produced or i.first) or rt.states.due_touch(i.device.id, LAST_SEEN_EVERY_S) for i in items]
     results: list[tuple[list[EventOut], EventBatch | None]] = [([], None)] * len(items)
@@ -293,96 +286,9 @@ def ingest(rt: Runtime, *, device: Device, fixes: Sequence[FixIn], source: str =
     with rt.states.locked(device.id):
         state = rt.states.get(device.id)
         produced, stale = apply(rt, c, state)
-        out, batch = _store(rt, device, c.snapshot, produced)
+        out, batch = store(rt, device, c.snapshot, produced)
         rt.states.put(device.id, state)
     return settle(rt, c, stale, out, batch)
-
-
-# -- beacon scans ----------------------------------------------------------------------------------------
-def _entries(scan: BeaconScanIn, known: Any, unknown: list[str]) -> list[tuple[str, float] | tuple[str, float, float]]:
-    entries: list[tuple[str, float] | tuple[str, float, float]] = []
-    for reading in scan.beacons:
-        key = reading.canonical_key()
-        assert key is not None  # BeaconReading refuses readings without identity
-        if key not in known:
-            unknown.append(key)
-            continue
-        tx = reading.tx_power
-        if tx is not None and key.startswith("eddystone:"):
-            tx = eddystone_power_1m(tx)  # Eddystone frames carry the 0 m figure
-        entries.append((key, reading.rssi, tx) if tx is not None else (key, reading.rssi))
-    return entries
-
-
-def ingest_beacons(rt: Runtime, *, device: Device, scans: Sequence[BeaconScanIn]) -> BeaconIngestOut:
-    """Turn a batch of beacon scans into fixes (``source=beacon``) and apply them; all or nothing like ``ingest``.
-
-    The device's RSSI smoother lives in its presence state, so consecutive scans, over HTTP or the
-    websocket and on any replica, average together. A fix also tells the floor, which GPS fixes without
-    one then use for ``floor_hint_beacon_s``.
-    """
-    checks.check_consent(device)
-    checks.check_size(rt, len(scans), "scans")
-    issues = checks.check_times(rt, [s.ts for s in scans], "scans")
-    if issues:
-        raise Invalid(issues)
-    snapshot = snapshot_of(rt, device.venue_id)
-    old = checks.too_old(rt, [s.ts for s in scans])
-    rt.counters.add(device.venue_id, "scans_too_old", len(old))
-    order = sorted((i for i in range(len(scans)) if i not in old), key=lambda i: scans[i].ts)
-    unknown: list[str] = []
-    fixes: list[FixIn] = []
-    located: list[BeaconFixOut] = []
-    no_fix: list[int] = []
-    stale: list[int] = []
-    proj = snapshot.index.projection
-    with rt.states.locked(device.id):
-        state = rt.states.get(device.id)
-        smoother = state.radio if isinstance(state.radio, RssiSmoother) else RssiSmoother()
-        last = state.last_ts
-        for i in order:
-            scan = scans[i]
-            ts = scan.ts.timestamp()
-            if last is not None and ts <= last:
-                stale.append(i)
-                continue
-            entries = _entries(scan, snapshot.beacons.index, unknown)
-            fix = locate(entries, snapshot.beacons, smoother, ts, path_loss_exponent=snapshot.path_loss_exponent) \
-                if entries or len(smoother) else None
-            if fix is None:
-                no_fix.append(i)
-                continue
-            last = ts
-            lon, lat = proj.to_wgs84(np.array([fix.x]), np.array([fix.y]))
-            fixes.append(FixIn.model_construct(id=scan.id, lat=round(float(lat[0]), 7), lon=round(float(lon[0]), 7),
-                                               accuracy_m=round(fix.accuracy_m, 2), floor=fix.level, ts=scan.ts))
-            located.append(BeaconFixOut(index=i, fix_id=scan.id, lat=fixes[-1].lat, lon=fixes[-1].lon,
-                                        floor=fix.level, accuracy_m=fixes[-1].accuracy_m,
-                                        beacons_used=fix.beacons_used, method=fix.method))  # type: ignore[arg-type]
-        state.radio = smoother
-        before = state.last_ts
-        produced, _ = _observe(snapshot, state, fixes, "beacon", checks=_checks(rt),
-                               counters=_counter(rt, device.venue_id))  # none stale: filtered above
-        _seen(state, before)
-        if fixes:
-            last = fixes[-1]
-            state.floor_hint = (last.floor, last.ts.timestamp() + rt.settings.floor_hint_beacon_s)  # type: ignore[arg-type]
-            x, y = proj.to_local(np.array([last.lon]), np.array([last.lat]))
-            state.truth = (float(x[0]), float(y[0]), last.ts.timestamp() + BEACON_TRUTH_S)
-        out, batch = _store(rt, device, snapshot, produced)
-        rt.states.put(device.id, state)
-    _finish(rt, device.id, out, batch)
-    live.publish(rt, venue_id=device.venue_id, device_id=device.id, fix=fixes[-1] if fixes else None,
-                 source="beacon", events=out)
-    if unknown:
-        rt.unknown_beacons.add(device.venue_id, unknown)
-    return BeaconIngestOut(
-        accepted=len(scans) - len(stale) - len(old),
-        dropped=sorted([*(Dropped(index=i, reason="stale") for i in stale),
-                        *(Dropped(index=i, reason="too_old") for i in old)], key=lambda d: d.index),
-        no_fix=sorted(no_fix), unknown_beacons=len(unknown), fixes=sorted(located, key=lambda f: f.index),
-        events=out,
-    )
 
 
 # -- ground truth: QR codes, staff scans ------------------------------------------------------------------
@@ -423,7 +329,7 @@ def pin(rt: Runtime, *, device: Device, zone_id: int | None, point: tuple[float,
             state.last_xy = (float(x[0]), float(y[0]), ts, GROUND_TRUTH_ACCURACY_M)
         state.seen_at = time.time()
         scan.occurred_at = when
-        out, batch = _store(rt, device, snapshot, produced, [scan])
+        out, batch = store(rt, device, snapshot, produced, [scan])
         rt.states.put(device.id, state)
     _finish(rt, device.id, out, batch)
     live.publish(rt, venue_id=device.venue_id, device_id=device.id, fix=None, source=source, events=out)
